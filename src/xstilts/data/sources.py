@@ -1,0 +1,222 @@
+"""Two sources behind one interface: a local folder in XTREME's `download/` layout, and the Hugging Face hub.
+
+`source.languages(task, role)` lists the languages a split has; `source.read(task, role, lang)` returns the
+records in the task format's schema plus the number of examples read from the source before any filter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import XstiltsError
+from ..tasks.registry import HubSplit, LocalSplit, TaskSpec
+from . import readers
+
+
+@dataclass
+class SplitData:
+    records: list[dict]
+    source_count: int          # examples in the source before holdout / id filters / dropped lines / caps
+    origin: str                # the file (relative to the root) or hub dataset it came from
+    file_counts: dict[str, int] | None = None  # examples per source file, where one split reads several
+
+
+def in_holdout(value, fraction: float) -> bool:
+    """Stable across runs and machines (no Python hash randomisation)."""
+    h = int(hashlib.sha1(str(value).encode("utf-8")).hexdigest()[:8], 16)
+    return (h % 100_000) < fraction * 100_000
+
+
+def apply_holdout(records: Iterable[dict], holdout) -> list[dict]:
+    if holdout is None:
+        return list(records)
+    want_heldout = holdout.part == "heldout"
+    return [r for r in records if in_holdout(r[holdout.group_by], holdout.fraction) == want_heldout]
+
+
+def _require_split(task: TaskSpec, source: str, role: str):
+    splits = task.splits(source)
+    if role not in splits:
+        raise XstiltsError(f"task {task.name!r} has no {role!r} split in the {source} source; "
+                           f"it has: {', '.join(splits) or 'none'}")
+    return splits[role]
+
+
+class LocalSource:
+    name = "local"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise XstiltsError(f"data root {self.root} does not exist; unpack the bundle with `xstilts data unpack` "
+                               f"(or `make data`), or set data.root to your XTREME download/ folder")
+
+    def languages(self, task: TaskSpec, role: str) -> list[str]:
+        split: LocalSplit = _require_split(task, self.name, role)
+        if "{lang}" not in split.path:
+            langs = split.languages or ["en"]
+        elif split.languages is not None:
+            langs = split.languages
+        else:
+            # the first {lang} captures, later ones must repeat it (mlqa: dev-context-de-question-de.json)
+            first, *rest = re.escape(split.path).split(re.escape("{lang}"))
+            pattern = re.compile(first + r"(?P<lang>[a-z]{2,3})" + r"(?P=lang)".join(rest) + "$")
+            glob = split.path.replace("{lang}", "*")
+            langs = sorted({m.group("lang") for p in self.root.glob(glob)
+                            if (m := pattern.match(p.relative_to(self.root).as_posix()))})
+        return [l for l in langs if l not in split.exclude_languages]
+
+    def read(self, task: TaskSpec, role: str, lang: str) -> SplitData:
+        split: LocalSplit = _require_split(task, self.name, role)
+        rel = split.path.replace("{lang}", lang)
+        path = self.root / rel
+        if not path.is_file():
+            raise XstiltsError(f"task {task.name!r}, split {role!r}, language {lang!r}: file not found: {path}")
+        if split.reader not in readers.READERS:
+            raise XstiltsError(f"task {task.name!r}: unknown reader {split.reader!r}; "
+                               f"expected one of: {', '.join(readers.READERS)}")
+        records = list(readers.READERS[split.reader](path, **split.options))
+        count = len(records) if task.format != "bitext" else sum(r["side"] == "source" for r in records)
+        if split.drop_lines:
+            dropped = set(split.drop_lines)
+            records = [r for r in records if r["_line"] not in dropped]
+        if split.ids is not None:
+            ids_path = self.root / split.ids.path
+            try:
+                ids = set(json.loads(ids_path.read_text(encoding="utf-8")))
+            except (OSError, json.JSONDecodeError) as e:
+                raise XstiltsError(f"{ids_path}: expected a JSON object keyed by example id ({e})") from e
+            inside = split.ids.keep == "inside"
+            records = [r for r in records if (r["id"] in ids) == inside]
+        for field, parts in split.concat.items():
+            for r in records:
+                r[field] = " ".join(r.pop(p) for p in parts)
+        records = apply_holdout(records, split.holdout)
+        return SplitData(records, count, rel, _file_counts(task.format, path, rel, records, count))
+
+
+def _file_counts(fmt: str, path: Path, rel: str, records: list[dict], count: int) -> dict[str, int]:
+    """Per-file example counts (as MANIFEST.tsv counts them) for splits that read companion files."""
+    if fmt == "retrieval":  # tatoeba: <l>-en.<l> and its line-aligned <l>-en.en
+        return {rel: count, rel.rsplit(".", 1)[0] + ".en": count}
+    if fmt == "bitext":  # bucc: .<l> and .en sentences, .gold pairs
+        stem = rel.rsplit(".", 1)[0]
+        sides = {side: sum(r["side"] == side for r in records) for side in ("source", "target", "gold")}
+        return {rel: sides["source"], stem + ".en": sides["target"], stem + ".gold": sides["gold"]}
+    return {rel: count}
+
+
+class HubSource:
+    """Hugging Face datasets (parquet/json repos; datasets 5.x runs no loading scripts).
+
+    `repo` may also be a local folder laid out like a parquet hub repo: `<repo>/<config>/<split>-*.parquet`
+    (or `<repo>/<split>-*.parquet` without a config); that is how the tests exercise this path offline.
+    """
+
+    name = "hub"
+
+    def languages(self, task: TaskSpec, role: str) -> list[str]:
+        return list(_require_split(task, self.name, role).languages)
+
+    def _load(self, split: HubSplit, lang: str):
+        import datasets
+
+        code = split.lang_codes.get(lang, lang)
+        config = split.config.replace("{lang}", code) if split.config else None
+        local = Path(split.repo)
+        try:
+            if local.is_dir():
+                folder = local / config if config else local
+                files = sorted(folder.glob(f"{split.split}-*.parquet")) or sorted(folder.glob(f"{split.split}*.json*"))
+                if not files:
+                    raise XstiltsError(f"{folder}: no {split.split}-*.parquet or {split.split}*.json[l] files")
+                kind = "parquet" if files[0].suffix == ".parquet" else "json"
+                return datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train"), code
+            return datasets.load_dataset(split.repo, config, split=split.split), code
+        except (FileNotFoundError, ConnectionError, OSError, ValueError) as e:
+            raise XstiltsError(f"cannot load hub dataset {split.repo!r} config {config!r} split {split.split!r}: "
+                               f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+    def read(self, task: TaskSpec, role: str, lang: str) -> SplitData:
+        split: HubSplit = _require_split(task, self.name, role)
+        if lang not in split.languages:
+            raise XstiltsError(f"task {task.name!r}, hub split {role!r}: unknown language {lang!r}; "
+                               f"expected one of: {', '.join(split.languages)}")
+        ds, code = self._load(split, lang)
+        count = len(ds)
+        for col, value in split.filter.items():
+            value = value.replace("{lang}", code)
+            if col == "id_prefix":
+                ds = ds.filter(lambda ex, v=value: str(ex["id"]).startswith(v))
+            else:
+                ds = ds.filter(lambda ex, c=col, v=value: str(ex[c]) == v)
+        features = ds.features
+        records = []
+        for i, ex in enumerate(ds):
+            rec = _hub_record(task.format, ex, split.columns, features, i)
+            records.append(rec)
+        if task.format == "bitext":
+            records = _pairs_to_bitext(records)
+        records = apply_holdout(records, split.holdout)
+        origin = f"hub:{split.repo}" + (f"/{split.config.replace('{lang}', code)}" if split.config else "") \
+            + f"[{split.split}]"
+        return SplitData(records, count, origin)
+
+
+def _decode(feature, value):
+    """ClassLabel ints (also inside sequences) -> label names; everything else unchanged."""
+    if hasattr(feature, "int2str") and isinstance(value, int):
+        return feature.int2str(value)
+    inner = getattr(feature, "feature", None)
+    if inner is not None and hasattr(inner, "int2str") and isinstance(value, list):
+        return [inner.int2str(v) for v in value]
+    return value
+
+
+_DEFAULT_FIELDS = {
+    "classification": ("text_a", "text_b", "label"),
+    "tagging": ("tokens", "tags"),
+    "qa": ("id", "title", "context", "question", "answers"),
+    "multiple_choice": ("context", "question", "choices", "label"),
+    "retrieval": ("source", "target"),
+    "bitext": ("source", "target"),
+}
+
+
+def _hub_record(fmt: str, ex: dict, columns: dict, features, index: int) -> dict:
+    rec = {"id": str(index)}
+    for field in _DEFAULT_FIELDS[fmt]:
+        col = columns.get(field, field)
+        if col in ex:
+            rec[field] = _decode(features.get(col), ex[col])
+    if fmt == "qa":
+        ans = rec.get("answers") or {"text": [], "answer_start": []}
+        rec["answers"] = {"text": list(ans["text"]), "answer_start": [int(s) for s in ans["answer_start"]]}
+        rec.setdefault("title", "")
+        rec["is_impossible"] = not rec["answers"]["text"]
+    if fmt == "classification":
+        rec["label"] = str(rec["label"])
+    rec["_line"] = index + 1
+    return rec
+
+
+def _pairs_to_bitext(pairs: list[dict]) -> list[dict]:
+    out = []
+    for side in ("source", "target"):
+        out += [{"id": f"{side[0]}-{i}", "side": side, "text": p[side], "_line": i + 1} for i, p in enumerate(pairs)]
+    out += [{"id": f"s-{i}:t-{i}", "side": "gold", "source_id": f"s-{i}", "target_id": f"t-{i}", "_line": i + 1}
+            for i in range(len(pairs))]
+    return out
+
+
+def make_source(kind: str, root: str | Path | None = None):
+    if kind == "local":
+        return LocalSource(root)
+    if kind == "hub":
+        return HubSource()
+    raise XstiltsError(f"unknown data source {kind!r}; expected one of: hub, local")

@@ -58,6 +58,7 @@ class Profile(Strict):
 class DataConfig(Strict):
     bundle: str = Field(description="the mini-XTREME tarball (unpacked by `xstilts data unpack`)")
     root: str = Field(description="local source: a folder in XTREME's download/ layout (+ extra/)")
+    hub_mirror: str | None = Field(None, description="hub source: local folder with <repo>/<config>/<split>-*.parquet")
     prepared_dir: str = "data/prepared"
     counts_dir: str = "results/data"
 
@@ -73,7 +74,8 @@ class Params(Strict):
         from .tasks.registry import task_names
 
         if self.profile not in self.profiles:
-            raise ValueError(f"profile {self.profile!r} is not defined; expected one of: {', '.join(self.profiles)}")
+            raise ValueError(f"profile {self.profile!r} is not defined; expected one of: "
+                             f"{', '.join(sorted(self.profiles))}")
         known = task_names()
         for t in self.tasks:
             if t not in known:
@@ -124,7 +126,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             msg = "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
         elif e["type"] == "missing":
             msg = "required key is missing"
-        else:
+        elif not isinstance(e.get("input"), (dict, list)):
             msg += f" (got {e.get('input')!r})"
         lines.append(f"  {key}: {msg}")
     return "\n".join(lines)

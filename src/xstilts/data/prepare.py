@@ -76,7 +76,7 @@ def resolve_languages(task: TaskSpec, source, restrict: list[str] | None) -> dic
 def prepare_task(name: str, params: Params) -> dict:
     task = get_task(name)
     profile = params.active
-    source = make_source(profile.data_source, params.data.root)
+    source = make_source(profile.data_source, params.data.root, params.data.hub_mirror)
     caps = params.caps_for(name)
     languages = resolve_languages(task, source, profile.languages.get(name))
     counts: dict = {"task": name, "profile": params.profile, "source": source.name, "splits": {}, "files": {}}

@@ -85,19 +85,21 @@ class LocalSource:
         if split.drop_lines:
             dropped = set(split.drop_lines)
             records = [r for r in records if r["_line"] not in dropped]
+        extra_files = {}
         if split.ids is not None:
             ids_path = self.root / split.ids.path
             try:
                 ids = set(json.loads(ids_path.read_text(encoding="utf-8")))
             except (OSError, json.JSONDecodeError) as e:
                 raise XstiltsError(f"{ids_path}: expected a JSON object keyed by example id ({e})") from e
+            extra_files[split.ids.path] = len(ids)
             inside = split.ids.keep == "inside"
             records = [r for r in records if (r["id"] in ids) == inside]
         for field, parts in split.concat.items():
             for r in records:
                 r[field] = " ".join(r.pop(p) for p in parts)
         records = apply_holdout(records, split.holdout)
-        return SplitData(records, count, rel, _file_counts(task.format, path, rel, records, count))
+        return SplitData(records, count, rel, {**_file_counts(task.format, path, rel, records, count), **extra_files})
 
 
 def _file_counts(fmt: str, path: Path, rel: str, records: list[dict], count: int) -> dict[str, int]:
@@ -114,11 +116,15 @@ def _file_counts(fmt: str, path: Path, rel: str, records: list[dict], count: int
 class HubSource:
     """Hugging Face datasets (parquet/json repos; datasets 5.x runs no loading scripts).
 
-    `repo` may also be a local folder laid out like a parquet hub repo: `<repo>/<config>/<split>-*.parquet`
-    (or `<repo>/<split>-*.parquet` without a config); that is how the tests exercise this path offline.
+    With `mirror` (params `data.hub_mirror`), repo ids resolve to local folders laid out like parquet hub repos:
+    `<mirror>/<repo>/<config>/<split>-*.parquet` (or without `<config>/`). That serves offline copies of hub
+    datasets, and it is how the tests exercise this path (the hub is unreachable here).
     """
 
     name = "hub"
+
+    def __init__(self, mirror: str | Path | None = None):
+        self.mirror = Path(mirror) if mirror else None
 
     def languages(self, task: TaskSpec, role: str) -> list[str]:
         return list(_require_split(task, self.name, role).languages)
@@ -128,7 +134,10 @@ class HubSource:
 
         code = split.lang_codes.get(lang, lang)
         config = split.config.replace("{lang}", code) if split.config else None
-        local = Path(split.repo)
+        local = self.mirror / split.repo if self.mirror else Path(split.repo)
+        if self.mirror and not local.is_dir():
+            raise XstiltsError(f"hub mirror {self.mirror} has no folder {split.repo!r} (expected <mirror>/<repo>/"
+                               f"<config>/<split>-*.parquet)")
         try:
             if local.is_dir():
                 folder = local / config if config else local
@@ -214,9 +223,9 @@ def _pairs_to_bitext(pairs: list[dict]) -> list[dict]:
     return out
 
 
-def make_source(kind: str, root: str | Path | None = None):
+def make_source(kind: str, root: str | Path | None = None, hub_mirror: str | Path | None = None):
     if kind == "local":
         return LocalSource(root)
     if kind == "hub":
-        return HubSource()
+        return HubSource(hub_mirror)
     raise XstiltsError(f"unknown data source {kind!r}; expected one of: hub, local")

@@ -1,0 +1,55 @@
+"""Shared fixtures: the real bundle (unpacked once) and params built from the repository's params.yaml."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xstilts.config import Params
+from xstilts.data.bundle import unpack
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_raw_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The unpacked mini-XTREME bundle (CI unpacks it via `make test`; unpacking again is a no-op)."""
+    raw = load_raw_params()
+    root = REPO / raw["data"]["root"]
+    bundle = (REPO / raw["data"]["bundle"]).resolve()
+    unpack(bundle, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def manifest(data_root) -> dict[str, int | None]:
+    rows = (data_root / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()
+    header = rows[0].split("\t")
+    out = {}
+    for row in rows[1:]:
+        rec = dict(zip(header, row.split("\t")))
+        out[rec["path"]] = int(rec["examples"]) if rec["examples"] else None
+    return out
+
+
+@pytest.fixture
+def make_params(tmp_path, data_root):
+    """Params from params.yaml with the given profile, outputs under tmp_path, and optional profile edits."""
+
+    def build(profile: str = "smoke", **profile_edits) -> Params:
+        raw = copy.deepcopy(load_raw_params())
+        raw["profile"] = profile
+        raw["data"]["root"] = str(data_root)
+        raw["data"]["prepared_dir"] = str(tmp_path / "prepared")
+        raw["data"]["counts_dir"] = str(tmp_path / "counts")
+        raw["profiles"][profile].update(profile_edits)
+        return Params.model_validate(raw)
+
+    return build

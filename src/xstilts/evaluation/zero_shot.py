@@ -1,0 +1,100 @@
+"""Zero-shot evaluation of a trained target model on every language of its task.
+
+Writes into the run directory: metrics.json (per split and language, averages, timing), predictions/<split>/
+<lang>.jsonl (per example: id, prediction, gold and the metric's pieces, enough for paired resampling), the XTREME
+export of the test split, and config.json (what was evaluated, how).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_file, write_json
+from ..config import Params
+from ..data.features import encode
+from ..data.prepare import load_split
+from ..errors import XstiltsError
+from ..models.multitask import MultiTaskModel
+from ..tasks.registry import get_task
+from .export import export_predictions
+from .predict import predict, primary, score
+
+EVAL_ROLES = ("test", "test_dev")
+
+
+def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: str | Path,
+                   languages: list[str] | None = None, progress: bool = True) -> dict:
+    from transformers import AutoTokenizer
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    done = model_dir / "train_metrics.json"
+    if not done.is_file():
+        raise XstiltsError(f"{model_dir} is not a finished training run ({done.name} missing)")
+    train = json.loads(done.read_text())
+    if task not in train["tasks"]:
+        raise XstiltsError(f"{model_dir} was trained on {train['tasks']}, not on {task!r}")
+    spec = get_task(task)
+    cfg = train["config"]
+    meta_path = Path(params.data.prepared_dir) / task / "meta.json"
+    if not meta_path.is_file():
+        raise XstiltsError(f"task {task!r} is not prepared ({meta_path} missing): run `xstilts prepare {task}`")
+    meta = json.loads(meta_path.read_text())
+    tok = AutoTokenizer.from_pretrained(model_dir / "encoder")
+    model = MultiTaskModel.load(model_dir)
+    label_names = model.specs[task].label_names
+    key = primary(spec.metric)
+
+    results: dict = {}
+    timing = {"examples": 0, "tokens": 0, "seconds": 0.0}
+    t_start = time.perf_counter()
+    for role in EVAL_ROLES:
+        langs = meta["languages"].get(role, [])
+        if languages:
+            unknown = sorted(set(languages) - {l for r in EVAL_ROLES for l in meta["languages"].get(r, [])})
+            if unknown:
+                raise XstiltsError(f"task {task!r}: unknown evaluation language {unknown[0]!r}; expected one of: "
+                                   f"{', '.join(sorted({l for r in EVAL_ROLES for l in meta['languages'].get(r, [])}))}")
+            langs = [l for l in langs if l in languages]
+        for lang in langs:
+            records = load_split(params.data.prepared_dir, task, role, lang)
+            enc = encode(spec.format, records, tok, cfg["max_length"], label_names, train=False,
+                         doc_stride=cfg["doc_stride"])
+            preds, t = predict(model, task, enc, cfg["eval_batch_size"], tok.pad_token_id, cfg["max_answer_length"],
+                               desc=f"{task} {role} {lang}", progress=progress)
+            metrics, pieces = score(spec.format, spec.metric, records, preds, lang)
+            metrics["n"] = len(records)
+            results.setdefault(role, {})[lang] = metrics
+            with atomic_file(out_dir / "predictions" / role / f"{lang}.jsonl") as fh:
+                for p in pieces:
+                    fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+            if role == "test" and spec.xtreme:
+                export_predictions(out_dir, spec.xtreme, lang, spec.format, records, preds)
+            for k in ("examples", "tokens", "seconds"):
+                timing[k] += t[k]
+    if not results:
+        raise XstiltsError(f"task {task!r} has no evaluation split in {meta_path}")
+    averages = {}
+    for role, per_lang in results.items():
+        vals = {l: m[key] for l, m in per_lang.items()}
+        averages[role] = {"all": float(np.mean(list(vals.values()))),
+                          "zero_shot": float(np.mean([v for l, v in vals.items() if l != "en"]))
+                          if any(l != "en" for l in vals) else None,
+                          "n_languages": len(vals)}
+    out = {
+        "task": task, "metric": spec.metric, "primary": key, "model": str(model_dir), "stand_in": spec.stand_in,
+        "train": {k: train[k] for k in ("phase", "tasks", "seed", "init", "dev", "best_step", "steps")},
+        "splits": results, "averages": averages,
+        "timing": {**timing, "examples_per_s": timing["examples"] / timing["seconds"] if timing["seconds"] else None,
+                   "tokens_per_s": timing["tokens"] / timing["seconds"] if timing["seconds"] else None,
+                   "wall_seconds": time.perf_counter() - t_start,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+    }
+    write_json(out_dir / "config.json", {"model_dir": str(model_dir), "task": task, "eval_config": cfg,
+                                         "profile": params.profile, "prepared_dir": params.data.prepared_dir})
+    write_json(out_dir / "metrics.json", out)
+    return out

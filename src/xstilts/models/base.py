@@ -105,6 +105,26 @@ def random_tiny(out: Path, seed: int, hidden: int, layers: int, heads: int, ffn:
     return {"source": "random", "seed": seed, "parameters": int(sum(p.numel() for p in model.parameters()))}
 
 
+def random_like(out: Path, reference: str | Path, seed: int = 0) -> dict:
+    """A randomly initialised encoder with the reference's architecture and tokenizer: the control that shows
+    transfer comes from pretraining, not from the recipe."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    reference = Path(reference)
+    if not (reference / "config.json").is_file():
+        raise XstiltsError(f"reference model {reference} not found (expected a Hugging Face folder)")
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(AutoConfig.from_pretrained(reference))
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(reference).save_pretrained(out)
+    if (reference / "tokenizer_config.json").is_file():  # keep the plain fast tokenizer (normaliser intact)
+        shutil.copyfile(reference / "tokenizer_config.json", out / "tokenizer_config.json")
+        shutil.copyfile(reference / "tokenizer.json", out / "tokenizer.json")
+    return {"source": "random_like", "reference": str(reference), "seed": seed,
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
+
+
 def from_pretrained(out: Path, name_or_path: str) -> dict:
     """Any hub id or local folder, through the same code path (needs the hub unless it is a folder)."""
     from transformers import AutoModel, AutoTokenizer

@@ -75,3 +75,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "base"
     materialize(cfg, out)
     return out
+
+
+ENGINE_TASKS = ["panx", "xnli", "xquad", "tydiqa", "siqa", "sick", "ud_ewt_upos", "tatoeba", "bucc2018"]
+
+
+@pytest.fixture(scope="session")
+def smoke_env(tmp_path_factory, data_root, tiny_model_dir):
+    """Smoke params with the engine's tasks prepared once per session, and the tiny base model."""
+    from xstilts.data.prepare import prepare_task
+
+    params = params_for(tmp_path_factory.mktemp("smoke"), data_root, "smoke", ENGINE_TASKS)
+    for t in ENGINE_TASKS:
+        prepare_task(t, params)
+    return params, tiny_model_dir

@@ -140,3 +140,15 @@ def test_retrieval_tasks_have_no_training_phase(smoke_env, tmp_path):
         run_phase(["tatoeba"], "target", base, tmp_path / "r", 1, params, progress=False)
     with pytest.raises(XstiltsError, match="initial model .* not found"):
         run_phase(["xnli"], "target", tmp_path / "nowhere", tmp_path / "r", 1, params, progress=False)
+
+
+def test_tasks_can_share_a_head(smoke_env, tmp_path):
+    params, base = smoke_env
+    cfg = _cfg(params, "intermediate", ["sick", "xnli"], shared_heads={"nli": ["sick", "xnli"]})
+    m = run_phase(["sick", "xnli"], "intermediate", base, tmp_path / "run", 1, params, cfg, progress=False)
+    specs = json.loads((tmp_path / "run/heads.json").read_text())
+    assert [(s["name"], s["tasks"]) for s in specs] == [("nli", ["sick", "xnli"])]
+    assert set(m["dev"]) == {"sick", "xnli"}
+    bad = _cfg(params, "intermediate", ["sick", "panx"], shared_heads={"x": ["sick", "panx"]})
+    with pytest.raises(XstiltsError, match="shared head 'x': task 'panx' has format tagging"):
+        run_phase(["sick", "panx"], "intermediate", base, tmp_path / "bad", 1, params, bad, progress=False)

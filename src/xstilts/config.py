@@ -74,6 +74,8 @@ class TrainConfig(Strict):
     temperature: float = Field(2.0, gt=0)
     example_cap: int | None = Field(None, ge=1, description="sampler: count at most this many examples per task")
     group_by_length: bool = True
+    shared_heads: dict[str, list[str]] = Field({}, description="head name -> tasks that share it (same labels), "
+                                                              "e.g. {nli: [sick, xnli]}")
     mlm: bool = Field(False, description="continue masked-LM training on the phase's text as an extra task")
     mlm_probability: float = Field(0.15, gt=0, lt=1)
 

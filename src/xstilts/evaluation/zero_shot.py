@@ -46,7 +46,8 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
     meta = json.loads(meta_path.read_text())
     tok = AutoTokenizer.from_pretrained(model_dir / "encoder")
     model = MultiTaskModel.load(model_dir)
-    label_names = model.specs[task].label_names
+    head = model.head_for(task)
+    label_names = model.specs[head].label_names
     key = primary(spec.metric)
 
     results: dict = {}
@@ -64,7 +65,8 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
             records = load_split(params.data.prepared_dir, task, role, lang)
             enc = encode(spec.format, records, tok, cfg["max_length"], label_names, train=False,
                          doc_stride=cfg["doc_stride"])
-            preds, t = predict(model, task, enc, cfg["eval_batch_size"], tok.pad_token_id, cfg["max_answer_length"],
+            preds, t = predict(model, head, enc, cfg["eval_batch_size"], tok.pad_token_id, cfg["max_answer_length"],
+                               allow_null=any(r.get("is_impossible") for r in records),  # SQuAD v2-style data
                                desc=f"{task} {role} {lang}", progress=progress)
             metrics, pieces = score(spec.format, spec.metric, records, preds, lang)
             metrics["n"] = len(records)

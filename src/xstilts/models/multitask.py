@@ -27,6 +27,10 @@ class HeadSpec:
     label_names: list[str] | None = None
     pooling: str = "mean"
     dropout: float = 0.1
+    tasks: list[str] | None = None   # the tasks this head serves (several when shared); default [name]
+
+    def serves(self, task: str) -> bool:
+        return task in (self.tasks or [self.name])
 
 
 def build_head(spec: HeadSpec, encoder) -> nn.Module:
@@ -50,6 +54,12 @@ class MultiTaskModel(nn.Module):
         self.encoder = encoder
         self.specs = {s.name: s for s in specs}
         self.heads = nn.ModuleDict({s.name: build_head(s, encoder) for s in specs})
+
+    def head_for(self, task: str) -> str:
+        for name, spec in self.specs.items():
+            if spec.serves(task):
+                return name
+        raise XstiltsError(f"no head serves task {task!r}; heads: {', '.join(self.specs)}")
 
     def encode(self, batch) -> torch.Tensor:
         return self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state

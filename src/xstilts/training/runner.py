@@ -42,6 +42,7 @@ DONE = "train_metrics.json"
 @dataclass
 class PhaseTask:
     name: str
+    head: str
     spec: TaskSpec
     train: Encoded
     dev: Encoded | None
@@ -76,8 +77,26 @@ def load_phase_tasks(names: list[str], params: Params, tok, cfg: TrainConfig) ->
         if (Path(params.data.prepared_dir) / name / "dev" / f"{dev_lang}.jsonl").is_file():
             dev_recs = load_split(params.data.prepared_dir, name, "dev", dev_lang)[: cfg.dev_cap]
             dev = encode(spec.format, dev_recs, tok, cfg.max_length, labels, train=False, doc_stride=cfg.doc_stride)
-        out.append(PhaseTask(name, spec, train, dev, dev_recs))
+        head = next((h for h, members in cfg.shared_heads.items() if name in members), name)
+        out.append(PhaseTask(name, head, spec, train, dev, dev_recs))
     return out
+
+
+def head_specs(tasks: list[PhaseTask], cfg: TrainConfig) -> list[HeadSpec]:
+    """One head per task, or one per shared group (its tasks must have the same format and labels)."""
+    specs: dict[str, HeadSpec] = {}
+    for t in tasks:
+        labels = t.train.label_names
+        if t.head in specs:
+            s = specs[t.head]
+            if s.fmt != t.spec.format or s.label_names != labels:
+                raise XstiltsError(f"shared head {t.head!r}: task {t.name!r} has format {t.spec.format} and labels "
+                                   f"{labels}, but {s.tasks[0]!r} has {s.fmt} and {s.label_names}")
+            s.tasks.append(t.name)
+            continue
+        specs[t.head] = HeadSpec(t.head, t.spec.format, len(labels) if labels else None, labels, cfg.pooling,
+                                 cfg.dropout, [t.name])
+    return list(specs.values())
 
 
 # Tasks whose training data is not English (legal and in-language German/Portuguese data): their own language.
@@ -125,7 +144,8 @@ def evaluate_dev(model, tasks: list[PhaseTask], cfg: TrainConfig, pad_id: int, p
     for t in tasks:
         if t.dev is None:
             continue
-        preds, _ = predict(model, t.name, t.dev, cfg.eval_batch_size, pad_id, cfg.max_answer_length,
+        preds, _ = predict(model, t.head, t.dev, cfg.eval_batch_size, pad_id, cfg.max_answer_length,
+                           allow_null=any(r.get("is_impossible") for r in t.dev_records),
                            desc=f"dev {t.name}", progress=progress)
         m, _ = score(t.spec.format, t.spec.metric, t.dev_records, preds, "en")
         scores[t.name] = m
@@ -159,14 +179,15 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     tasks = load_phase_tasks(task_names, params, tok, cfg)
 
     encoder = AutoModel.from_pretrained(init_dir)
-    specs = [HeadSpec(t.name, t.spec.format, len(t.train.label_names) if t.train.label_names else None,
-                      t.train.label_names, cfg.pooling, cfg.dropout) for t in tasks]
+    specs = head_specs(tasks, cfg)
+    head_of = {t.name: t.head for t in tasks}
     streams: dict[str, list[dict]] = {t.name: t.train.features for t in tasks}
     if cfg.mlm:
         texts = [x for t in tasks for x in mlm_texts(t.spec.format, [t.train.examples[i] for i in
                                                                       range(len(t.train.examples))])]
         streams["mlm"] = encode_mlm(texts, tok, cfg.max_length).features
         specs.append(HeadSpec("mlm", "mlm"))
+        head_of["mlm"] = "mlm"
     model = MultiTaskModel(encoder, specs)
     model = set_trainable(model, cfg.mode, cfg.lora_r, cfg.lora_alpha)
 
@@ -237,7 +258,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
                 batch = collate(feats, pad_id)
                 if name == "mlm":
                     batch = mask_tokens(batch, mask_gen, tok.mask_token_id, len(tok), special, cfg.mlm_probability)
-                loss, _ = model(name, batch)
+                loss, _ = model(head_of[name], batch)
                 (loss / cfg.grad_accum).backward()
                 losses.append((name, loss.item()))
                 state["train_examples"] += len(feats)

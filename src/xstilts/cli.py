@@ -72,6 +72,19 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _tracker(params):
+    from .tracking import Tracker
+
+    t = params.tracking
+    return Tracker(t.root, t.experiment, t.enabled)
+
+
+def _tags(args, params, **more) -> dict:
+    tags = {"profile": params.profile, **more}
+    tags.update(_overrides(args.tag) if getattr(args, "tag", None) else {})
+    return tags
+
+
 def cmd_train(args) -> None:
     from .config import ConfigError, TrainConfig, format_validation_error
     from .training.runner import run_phase
@@ -85,7 +98,31 @@ def cmd_train(args) -> None:
             cfg = TrainConfig.model_validate({**cfg.model_dump(), **_overrides(args.set)})
         except ValidationError as e:
             raise ConfigError(format_validation_error(e, "--set")) from None
-    m = run_phase(args.tasks, args.phase, args.init, args.out, args.seed, params, cfg, progress=not args.quiet)
+    from pathlib import Path
+
+    from .tasks.registry import get_task
+    from .tracking import RUN_ID_FILE
+
+    out = Path(args.out)
+    if (out / "train_metrics.json").is_file():
+        m = run_phase(args.tasks, args.phase, args.init, args.out, args.seed, params, cfg, progress=False)
+        print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: already done -> {args.out}")
+        return
+    stand_ins = {t: get_task(t).stand_in for t in args.tasks if get_task(t).stand_in}
+    tags = _tags(args, params, phase=args.phase, tasks="+".join(args.tasks), seed=args.seed,
+                 stand_ins=json.dumps(stand_ins) if stand_ins else None)
+    with _tracker(params).run(f"{args.phase}:{'+'.join(args.tasks)}:seed{args.seed}", tags,
+                              resume_file=out / RUN_ID_FILE) as run:
+        if run:
+            run.params({"init": args.init, **cfg.model_dump()})
+        log = (lambda metrics, step: run.metrics(metrics, step)) if run else None
+        m = run_phase(args.tasks, args.phase, args.init, args.out, args.seed, params, cfg,
+                      progress=not args.quiet, log=log)
+        if run:
+            run.metrics({k: m[k] for k in ("dev_objective", "steps", "best_step", "train_examples_per_s",
+                                            "train_tokens_per_s", "seconds_per_step", "peak_rss_mb")})
+            for f in ("train_metrics.json", "history.jsonl", "heads.json"):
+                run.artifact(out / f)
     print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: {m['steps']} steps, best English dev "
           f"{m['dev_objective']} at step {m['best_step']} -> {args.out}")
 
@@ -93,8 +130,15 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from .evaluation.zero_shot import evaluate_model
 
+    from pathlib import Path
+
     params = _params(args)
-    out = evaluate_model(args.model, args.task, params, args.out, args.languages, progress=not args.quiet)
+    tags = _tags(args, params, phase="evaluate", target=args.task)
+    with _tracker(params).run(f"evaluate:{args.task}", tags) as run:
+        out = evaluate_model(args.model, args.task, params, args.out, args.languages, progress=not args.quiet)
+        if run:
+            run.tags({"seed": out["train"]["seed"], "intermediate_init": out["train"]["init"]})
+            _log_eval(run, out, Path(args.out), ("predictions", "xtreme", "metrics.json", "config.json"))
     for role, avg in out["averages"].items():
         zs = f"{avg['zero_shot']:.2f}" if avg["zero_shot"] is not None else "-"
         print(f"{args.task} {role}: {out['primary']} mean {avg['all']:.2f} over {avg['n_languages']} languages "
@@ -108,12 +152,31 @@ def cmd_retrieval(args) -> None:
     params = _params(args)
     r = params.active.retrieval
     scoring = r.bucc_scoring if get_task(args.task).format == "bitext" else r.tatoeba_scoring
-    out = run_retrieval(args.encoder, args.task, params.data.prepared_dir, args.out,
-                        layer=r.layer if args.layer is None else args.layer,
-                        pooling=args.pooling or r.pooling, scoring=scoring, k=r.k, batch_size=r.batch_size,
-                        max_length=r.max_length, progress=not args.quiet)
+    from pathlib import Path
+
+    tags = _tags(args, params, phase="retrieval", target=args.task, encoder=args.encoder)
+    with _tracker(params).run(f"retrieval:{args.task}", tags) as run:
+        out = run_retrieval(args.encoder, args.task, params.data.prepared_dir, args.out,
+                            layer=r.layer if args.layer is None else args.layer,
+                            pooling=args.pooling or r.pooling, scoring=scoring, k=r.k, batch_size=r.batch_size,
+                            max_length=r.max_length, progress=not args.quiet)
+        if run:
+            run.params({k: out[k] for k in ("layer", "pooling", "scoring", "k", "max_length")})
+            _log_eval(run, out, Path(args.out), ("predictions", "xtreme", "metrics.json"))
     print(f"{args.task}: mean {out['averages']['test']['all']:.2f} over {out['averages']['test']['n_languages']} "
           f"languages (layer {out['layer']}, {out['pooling']} pooling, {out['scoring']})")
+
+
+def _log_eval(run, out: dict, out_dir, artifacts) -> None:
+    """Per-language metrics as `<split>/<lang>/<metric>`, averages as `<split>/avg/...`; files, never weights."""
+    for role, per_lang in out["splits"].items():
+        for lang, m in per_lang.items():
+            run.metrics({f"{role}/{lang}/{k}": v for k, v in m.items()})
+    for role, avg in out["averages"].items():
+        run.metrics({f"{role}/avg/{k}": v for k, v in avg.items()})
+    run.metrics({f"timing/{k}": v for k, v in out["timing"].items()})
+    for a in artifacts:
+        run.artifact(out_dir / a)
 
 
 def cmd_tasks(args) -> None:
@@ -159,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True)
     tr.add_argument("--seed", type=int, required=True)
     tr.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override training params (learning_rate=3e-5)")
+    tr.add_argument("--tag", nargs="*", metavar="KEY=VALUE", help="extra MLflow tags (arm=sick, stage=...)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
 
@@ -167,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--task", required=True)
     ev.add_argument("--out", required=True)
     ev.add_argument("--languages", nargs="*", help="restrict to these languages")
+    ev.add_argument("--tag", nargs="*", metavar="KEY=VALUE", help="extra MLflow tags (arm=sick, stage=...)")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -176,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--out", required=True)
     rv.add_argument("--layer", type=int, default=None)
     rv.add_argument("--pooling", choices=["cls", "mean"], default=None)
+    rv.add_argument("--tag", nargs="*", metavar="KEY=VALUE", help="extra MLflow tags (arm=sick, stage=...)")
     rv.add_argument("--quiet", action="store_true")
     rv.set_defaults(func=cmd_retrieval)
 
@@ -186,8 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum, frame):
+    # SIGTERM (dvc, a scheduler, `kill`) unwinds like Ctrl-C: the MLflow run is marked FAILED, checkpoints stay
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
     except XstiltsError as e:

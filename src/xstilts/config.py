@@ -142,9 +142,16 @@ class DataConfig(Strict):
     counts_dir: str = "results/data"
 
 
+class TrackingConfig(Strict):
+    enabled: bool = True
+    root: str = Field("mlruns", description="MLflow store folder (mlflow.db + artifacts); resolved to an absolute path")
+    experiment: str = Field("xstilts", description="one experiment per study")
+
+
 class Params(Strict):
     profile: str
     data: DataConfig
+    tracking: TrackingConfig = TrackingConfig()
     tasks: list[str]
     profiles: dict[str, Profile]
 

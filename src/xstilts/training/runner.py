@@ -159,10 +159,11 @@ def dev_objective(scores: dict, tasks: list[PhaseTask]) -> float | None:
 
 def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: str | Path, seed: int,
               params: Params, cfg: TrainConfig | None = None, progress: bool = True, stop_after: int | None = None,
-              ) -> dict:
+              log=None) -> dict:
     """Train (or resume, or skip when done) one phase; returns train_metrics.
 
-    `stop_after` ends the process's work after that many optimizer steps without finishing (tests of resume)."""
+    `stop_after` ends the process's work after that many optimizer steps without finishing (tests of resume).
+    `log(metrics: dict, step: int)` receives the training curve and dev scores (the CLI passes MLflow's)."""
     from transformers import AutoModel, AutoTokenizer
 
     out_dir, init_dir = Path(out_dir), Path(init_dir)
@@ -273,12 +274,17 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
             rec = {"step": state["step"], "lr": scheduler.get_last_lr()[0],
                    "loss": float(np.mean([l for _, l in losses])), "tasks": [n for n, _ in losses]}
             hist.write(json.dumps(rec) + "\n")
+            if log:
+                log({"train/loss": rec["loss"], "train/lr": rec["lr"]}, state["step"])
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.3f}")
             if state["step"] % eval_every == 0 or state["step"] == total:
                 scores = evaluate_dev(model, tasks, cfg, pad_id, progress)
                 obj = dev_objective(scores, tasks)
                 hist.write(json.dumps({"step": state["step"], "dev": scores, "objective": obj}) + "\n")
+                if log:
+                    log({"dev": {t: {k: v for k, v in m.items()} for t, m in scores.items()}, "dev/objective": obj},
+                        state["step"])
                 if obj is not None and (state["best"] is None or obj > state["best"]):
                     state.update(best=obj, best_step=state["step"], bad_evals=0)
                     best_state = _trainable_state(model)

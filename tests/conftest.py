@@ -52,6 +52,7 @@ def params_for(out: Path, data_root: Path, profile: str, tasks: list[str] | None
         raw["tasks"] = tasks
     raw["data"].update(root=str(data_root), prepared_dir=str(out / "prepared"), counts_dir=str(out / "counts"))
     raw["tracking"].update(root=str(out / "mlruns"))
+    raw["profiles"][profile].setdefault("tuning", {})["storage_dir"] = str(out / "optuna")
     raw["profiles"][profile].update(profile_edits)
     return Params.model_validate(raw)
 

@@ -91,6 +91,8 @@ def cmd_train(args) -> None:
 
     params = _params(args)
     cfg = params.active.training.resolve(args.phase, args.tasks)
+    if args.hpo:
+        cfg = _apply_hpo(cfg, args.hpo)
     if args.set:
         from pydantic import ValidationError
 
@@ -125,6 +127,37 @@ def cmd_train(args) -> None:
                 run.artifact(out / f)
     print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: {m['steps']} steps, best English dev "
           f"{m['dev_objective']} at step {m['best_step']} -> {args.out}")
+
+
+def _apply_hpo(cfg, path):
+    """Tuned learning rate and epochs from results/hpo/<phase>/<task>.yaml (written by `xstilts tune`)."""
+    from pathlib import Path
+
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise XstiltsError(f"tuning result {p} not found (run `xstilts tune` first, or drop --hpo)")
+    best = yaml.safe_load(p.read_text()) or {}
+    missing = [k for k in ("learning_rate", "epochs") if k not in best]
+    if missing:
+        raise XstiltsError(f"{p}: expected keys learning_rate and epochs, missing {missing}")
+    return cfg.model_copy(update={"learning_rate": float(best["learning_rate"]), "epochs": best["epochs"]})
+
+
+def cmd_tune(args) -> None:
+    from .tuning import tune
+
+    params = _params(args)
+    work = args.work or f"{args.out}.trials"
+    r = tune(args.phase, args.tasks, args.init, args.out, params, work, tracker=_tracker(params),
+             progress=not args.quiet)
+    if r["tuned"]:
+        print(f"tuned {args.phase} {'+'.join(args.tasks)}: learning_rate {r['learning_rate']:.2e}, epochs "
+              f"{r['epochs']} (English dev {r['dev_objective']:.2f}; {r['n_complete']} complete, "
+              f"{r['n_pruned']} pruned) -> {args.out}")
+    else:
+        print(f"tuning off for this profile: fixed values -> {args.out}")
 
 
 def cmd_evaluate(args) -> None:
@@ -222,9 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True)
     tr.add_argument("--seed", type=int, required=True)
     tr.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override training params (learning_rate=3e-5)")
+    tr.add_argument("--hpo", help="tuned values to apply (results/hpo/<phase>/<task>.yaml)")
     tr.add_argument("--tag", nargs="*", metavar="KEY=VALUE", help="extra MLflow tags (arm=sick, stage=...)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
+
+    tu = sub.add_parser("tune", help="Optuna study of learning rate and epochs for a (phase, task), English dev only")
+    tu.add_argument("--phase", required=True, choices=["intermediate", "target"])
+    tu.add_argument("--tasks", required=True, nargs="+")
+    tu.add_argument("--init", required=True)
+    tu.add_argument("--out", required=True, help="results/hpo/<phase>/<task>.yaml")
+    tu.add_argument("--work", help="scratch folder for trial runs (default: <out>.trials)")
+    tu.add_argument("--quiet", action="store_true")
+    tu.set_defaults(func=cmd_tune)
 
     ev = sub.add_parser("evaluate", help="zero-shot evaluation of a trained target model on all its languages")
     ev.add_argument("--model", required=True, help="a finished target-phase folder")

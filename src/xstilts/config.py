@@ -123,6 +123,29 @@ class RetrievalConfig(Strict):
     max_length: int = Field(128, ge=8)
 
 
+class TuningConfig(Strict):
+    """Optuna search per (phase, task): learning rate (log scale) and epochs, on English dev only."""
+
+    enabled: bool = True
+    n_trials: int = Field(8, ge=1)
+    learning_rate: tuple[float, float] = Field((1e-5, 1e-4), description="log-uniform range")
+    epochs: tuple[int, int] = Field((1, 3), description="integer range, inclusive")
+    max_steps: int | None = Field(None, ge=1, description="cap per trial (smoke)")
+    seed: int = 0
+    n_startup_trials: int = Field(4, ge=0, description="TPE: random trials before modelling")
+    prune_startup_trials: int = Field(2, ge=0, description="median pruner: complete trials before pruning")
+    n_jobs: int = Field(1, ge=1, description="> 1: parallel trials with a journal-file storage")
+    storage_dir: str = Field("optuna", description="folder of optuna.db / journal.log (made absolute)")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        if not 0 < self.learning_rate[0] <= self.learning_rate[1]:
+            raise ValueError(f"learning_rate range must be 0 < low <= high, got {list(self.learning_rate)}")
+        if not 1 <= self.epochs[0] <= self.epochs[1]:
+            raise ValueError(f"epochs range must be 1 <= low <= high, got {list(self.epochs)}")
+        return self
+
+
 class Profile(Strict):
     description: str = ""
     model: ModelConfig
@@ -132,6 +155,7 @@ class Profile(Strict):
     languages: dict[str, list[str]] = Field({}, description="per task: restrict to these languages")
     training: Training = Training()
     retrieval: RetrievalConfig = RetrievalConfig()
+    tuning: TuningConfig = TuningConfig()
 
 
 class DataConfig(Strict):

@@ -1,0 +1,122 @@
+"""Optuna studies per (phase, task): learning rate (log scale) and epochs, objective on English dev only.
+
+The only package that imports optuna. Seeded TPE (multivariate, constant liar: Optuna 5's defaults), median
+pruning on per-epoch English-dev scores, storage resolved to an absolute path (SQLite for sequential search, a
+journal file when trials run in parallel: SQLite locks). Each trial is a nested MLflow run; trial folders are
+deleted after scoring (only the scores matter). The best values are written to `results/hpo/<phase>/<task>.yaml`,
+which training stages read as DVC params. Never tuned on target-language data: the objective is the phase
+runner's English-dev objective.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from ..atomic import atomic_file
+from ..config import Params, TrainConfig
+from ..errors import XstiltsError
+from ..training.runner import run_phase
+
+
+def storage_for(root: str | Path, parallel: bool):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if parallel:
+        return JournalStorage(JournalFileBackend(str(root / "journal.log")))
+    return optuna.storages.RDBStorage(f"sqlite:///{root / 'optuna.db'}")
+
+
+def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Path, params: Params,
+         work_dir: str | Path, tracker=None, progress: bool = False) -> dict:
+    import optuna
+
+    space = params.active.tuning
+    base_cfg = params.active.training.resolve(phase, tasks)
+    if not space.enabled:
+        result = {"tuned": False, "learning_rate": base_cfg.learning_rate, "epochs": base_cfg.epochs}
+        _write(out_file, result)
+        return result
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = f"{params.tracking.experiment}:{phase}:{'+'.join(tasks)}"
+    study = optuna.create_study(
+        study_name=name, storage=storage_for(space.storage_dir, space.n_jobs > 1), direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.n_startup_trials),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=space.prune_startup_trials, n_warmup_steps=0))
+    work_dir = Path(work_dir)
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("learning_rate", space.learning_rate[0], space.learning_rate[1], log=True)
+        epochs = trial.suggest_int("epochs", space.epochs[0], space.epochs[1])
+        cfg = TrainConfig.model_validate({**base_cfg.model_dump(), "learning_rate": lr, "epochs": epochs,
+                                          "eval_every": 0, "patience": 0, "max_steps": space.max_steps})
+        trial_dir = work_dir / f"trial{trial.number}"
+        shutil.rmtree(trial_dir, ignore_errors=True)
+        epoch_steps = []
+
+        def report(metrics: dict, step: int) -> None:
+            obj = metrics.get("dev/objective")
+            if run is not None:
+                run.metrics(metrics, step)
+            if obj is None:
+                return
+            epoch_steps.append(step)
+            trial.report(obj, len(epoch_steps))  # one report per epoch: the median pruner compares epochs
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {len(epoch_steps)} (English dev {obj:.2f})")
+
+        ctx = tracker.run(f"tune:{phase}:{'+'.join(tasks)}:trial{trial.number}",
+                          {"phase": phase, "tasks": "+".join(tasks), "trial": trial.number, "study": name,
+                           "profile": params.profile}) if tracker else _null()
+        with ctx as run:
+            if run is not None:
+                run.params({"learning_rate": lr, "epochs": epochs})
+            try:
+                m = run_phase(tasks, phase, init_dir, trial_dir, space.seed, params, cfg, progress=progress,
+                              log=report)
+            except optuna.TrialPruned:
+                if run is not None:
+                    run.tags({"state": "PRUNED"})
+                raise
+            finally:
+                shutil.rmtree(trial_dir, ignore_errors=True)
+            if m.get("dev_objective") is None:
+                raise XstiltsError(f"tuning {phase}/{'+'.join(tasks)}: no English dev set to score trials on")
+            if run is not None:
+                run.tags({"state": "COMPLETE"})
+            return m["dev_objective"]
+
+    remaining = space.n_trials - len([t for t in study.trials if t.state.is_finished()])
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, n_jobs=space.n_jobs, catch=())
+    states = [t.state.name for t in study.trials]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise XstiltsError(f"study {name!r}: no trial completed ({states.count('PRUNED')} pruned)")
+    best = study.best_trial
+    result = {"tuned": True, "learning_rate": best.params["learning_rate"], "epochs": best.params["epochs"],
+              "dev_objective": best.value, "best_trial": best.number, "study": name,
+              "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED"),
+              "storage": str(Path(space.storage_dir).resolve())}
+    _write(out_file, result)
+    return result
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _write(path, result: dict) -> None:
+    with atomic_file(path) as fh:
+        yaml.safe_dump(result, fh, sort_keys=False)

@@ -152,3 +152,13 @@ def test_tasks_can_share_a_head(smoke_env, tmp_path):
     bad = _cfg(params, "intermediate", ["sick", "panx"], shared_heads={"x": ["sick", "panx"]})
     with pytest.raises(XstiltsError, match="shared head 'x': task 'panx' has format tagging"):
         run_phase(["sick", "panx"], "intermediate", base, tmp_path / "bad", 1, params, bad, progress=False)
+
+
+def test_a_changed_recipe_retrains_instead_of_reusing_the_old_run(smoke_env, tmp_path):
+    params, base = smoke_env
+    a = run_phase(["sick"], "target", base, tmp_path / "run", 1, params, progress=False)
+    same = run_phase(["sick"], "target", base, tmp_path / "run", 1, params, progress=False)
+    assert same == a
+    other = _cfg(params, "target", ["sick"], learning_rate=5e-4)
+    b = run_phase(["sick"], "target", base, tmp_path / "run", 1, params, other, progress=False)
+    assert b["fingerprint"] != a["fingerprint"] and b["config"]["learning_rate"] == 5e-4

@@ -104,10 +104,10 @@ def cmd_train(args) -> None:
 
     from .tasks.registry import get_task
     from .tracking import RUN_ID_FILE
+    from .training.runner import finished
 
     out = Path(args.out)
-    if (out / "train_metrics.json").is_file():
-        m = run_phase(args.tasks, args.phase, args.init, args.out, args.seed, params, cfg, progress=False)
+    if finished(args.tasks, args.phase, args.init, out, args.seed, cfg, params):
         print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: already done -> {args.out}")
         return
     stand_ins = {t: get_task(t).stand_in for t in args.tasks if get_task(t).stand_in}

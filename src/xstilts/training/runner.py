@@ -167,11 +167,19 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     from transformers import AutoModel, AutoTokenizer
 
     out_dir, init_dir = Path(out_dir), Path(init_dir)
-    if (out_dir / DONE).is_file():
-        return json.loads((out_dir / DONE).read_text())
     if not (init_dir / "config.json").is_file():
         raise XstiltsError(f"initial model {init_dir} not found (expected a Hugging Face folder with config.json)")
     cfg = cfg or params.active.training.resolve(phase, task_names)
+    fp = fingerprint(task_names, phase, init_dir, seed, cfg, params)
+    if (out_dir / DONE).is_file():
+        done = json.loads((out_dir / DONE).read_text())
+        if done.get("fingerprint") == fp:
+            return done
+    if out_dir.exists() and _read_fingerprint(out_dir) != fp:
+        # another recipe, init, seed or data was run here: its outputs and checkpoint are not ours to resume
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fingerprint").write_text(fp + "\n")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -212,7 +220,6 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     sampler_rng = random.Random(_seed_for(seed, "sampler"))
     best_state = None
     ckpt = out_dir / "checkpoint"
-    out_dir.mkdir(parents=True, exist_ok=True)
     history_path = out_dir / "history.jsonl"
     if (ckpt / "state.pt").is_file():  # resume
         saved = torch.load(ckpt / "state.pt", weights_only=False)
@@ -305,7 +312,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     model.save(out_dir, tok)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics = {
-        "phase": phase, "tasks": task_names, "seed": seed, "init": str(init_dir),
+        "phase": phase, "tasks": task_names, "seed": seed, "init": str(init_dir), "fingerprint": fp,
         "stand_ins": {t.name: t.spec.stand_in for t in tasks if t.spec.stand_in},
         "config": cfg.model_dump(), "steps": state["step"], "total_steps": total,
         "stopped_early": state["stopped_early"], "best_step": state["best_step"], "dev_objective": state["best"],
@@ -319,6 +326,40 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     write_json(out_dir / DONE, metrics)
     shutil.rmtree(ckpt, ignore_errors=True)
     return metrics
+
+
+def fingerprint(task_names, phase, init_dir: Path, seed: int, cfg: TrainConfig, params: Params) -> str:
+    """What determines a run's result: tasks, phase, initial weights, seed, recipe and the prepared data."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"tasks": task_names, "phase": phase, "seed": seed, "cfg": cfg.model_dump(),
+                         "profile": params.profile}, sort_keys=True).encode())
+    for f in ("config.json", "model.safetensors"):  # the initial weights: size + first and last MiB (cheap)
+        p = init_dir / f
+        if p.is_file():
+            size = p.stat().st_size
+            with open(p, "rb") as fh:
+                h.update(f"{f}:{size}".encode() + fh.read(1 << 20))
+                fh.seek(max(0, size - (1 << 20)))
+                h.update(fh.read())
+    for t in task_names:
+        meta = Path(params.data.prepared_dir) / t / "meta.json"
+        if meta.is_file():
+            h.update(meta.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def finished(task_names, phase, init_dir, out_dir, seed: int, cfg: TrainConfig, params: Params) -> dict | None:
+    """The train_metrics of a finished run of exactly this phase in out_dir, else None."""
+    done = Path(out_dir) / DONE
+    if not done.is_file() or not (Path(init_dir) / "config.json").is_file():
+        return None
+    m = json.loads(done.read_text())
+    return m if m.get("fingerprint") == fingerprint(task_names, phase, Path(init_dir), seed, cfg, params) else None
+
+
+def _read_fingerprint(out_dir: Path) -> str | None:
+    p = out_dir / "fingerprint"
+    return p.read_text().strip() if p.is_file() else None
 
 
 def _save_checkpoint(ckpt: Path, model, optimizer, scheduler, mask_gen, sampler_rng, state, best_state) -> None:

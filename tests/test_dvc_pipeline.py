@@ -1,7 +1,8 @@
 """`dvc repro` of the real dvc.yaml on the smoke profile, in a scratch git repository.
 
-Runs the stages for real (base model + prepare), then checks that a second repro does nothing and that
-changing one profile's caps re-runs exactly the prepare stages while an inactive profile's edit re-runs nothing.
+Runs the whole study for real on a small grid (base model, prepare, Optuna tuning, intermediate phases, targets,
+retrieval, collect), then checks that a second repro does nothing, that an inactive profile's edit re-runs
+nothing, that one target's recipe re-runs exactly that target's branch, and that runs reach MLflow.
 """
 
 import json
@@ -35,8 +36,12 @@ def scratch(tmp_path_factory, data_root):
     shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["profile"] = "smoke"
-    params["tasks"] = ["xnli", "panx", "bucc2018"]
+    params["tasks"] = ["xnli", "panx", "bucc2018", "tatoeba", "sick", "ud_ewt_upos"]
     params["data"]["root"] = str(data_root)
+    params["study"] = {"seeds": [1, 2], "arms": {"none": [], "nli": ["sick"], "syntax": ["ud_ewt_upos"]},
+                       "intermediate_arms": ["nli", "syntax"], "targets": ["xnli", "panx"], "retrieval": ["tatoeba"]}
+    for prof in params["profiles"].values():
+        prof["training"]["arms"] = {"nli": {}, "syntax": {}}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -45,12 +50,17 @@ def scratch(tmp_path_factory, data_root):
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "scratch"], work, env)
     out = run([sys.executable, "-m", "dvc", "repro"], work, env)
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "first repro"], work, env)
     return work, env, out
 
 
 def test_repro_builds_model_and_prepared_data(scratch):
     work, env, out = scratch
     assert "Running stage 'model'" in out and "Running stage 'prepare@panx'" in out
+    for stage in ("tune_target@xnli", "tune_intermediate@syntax", "intermediate@nli-2", "baseline@panx-1",
+                  "target@xnli-syntax-2", "retrieval_baseline@tatoeba-1", "retrieval@tatoeba-nli-1", "collect"):
+        assert f"Running stage '{stage}'" in out
     assert (work / "models/base/config.json").is_file()
     counts = json.loads((work / "results/data/panx.json").read_text())
     assert counts["profile"] == "smoke" and counts["splits"]["test"]["de"] == {"source": 2000, "prepared": 16}
@@ -65,12 +75,50 @@ def test_second_repro_is_up_to_date_and_params_are_granular(scratch):
     params["profiles"]["mini"]["caps"]["train"] = 7  # inactive profile: nothing to redo
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert "Data and pipelines are up to date" in run([sys.executable, "-m", "dvc", "status"], work, env)
-    params["profiles"]["smoke"]["caps"]["train"] = 8  # active profile's caps: prepare stages only
+    params["profiles"]["smoke"]["caps"]["train"] = 8  # active profile's caps: prepare stages first
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = run([sys.executable, "-m", "dvc", "status", "--json"], work, env)
-    changed = set(json.loads(status))
-    assert changed == {"prepare@xnli", "prepare@panx", "prepare@bucc2018"}
+    changed = set(json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], work, env)))
+    assert changed == {f"prepare@{t}" for t in params["tasks"]}
+    params["profiles"]["smoke"]["caps"]["train"] = 32  # back: nothing to redo
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "Data and pipelines are up to date" in run([sys.executable, "-m", "dvc", "status"], work, env)
+
+
+def test_study_results_are_collected_and_tracked(scratch):
+    work, env, _ = scratch
+    summary = json.loads((work / "results/study/summary.json").read_text())
+    assert summary["missing_runs"] == []
+    assert set(summary["zero_shot_average"]) == {"xnli", "panx", "tatoeba"}
+    assert set(summary["zero_shot_average"]["xnli"]) == {"none", "nli", "syntax"}
+    assert summary["zero_shot_average"]["panx"]["none"]["n_seeds"] == 2
+    scores = (work / "results/study/scores.csv").read_text().splitlines()
+    assert scores[0] == "arm,target,split,language,seed,metric,value,primary" and len(scores) > 20
+    from xstilts.tracking import read_runs
+
+    runs = read_runs(work / "mlruns", yaml.safe_load((work / "params.yaml").read_text())["tracking"]["experiment"])
+    names = {r["name"] for r in runs}
+    assert {"target@xnli-nli-seed1", "intermediate:sick:seed1", "evaluate:panx", "retrieval:tatoeba"} <= names
+    assert any(n.startswith("tune:target:xnli:trial") for n in names)
+    assert all(r["status"] == "FINISHED" for r in runs)
+    stage = next(r for r in runs if r["name"] == "target@xnli-nli-seed1")
+    children = [r for r in runs if r["tags"].get("mlflow.parentRunId") == stage["run_id"]]
+    assert {c["name"] for c in children} == {"target:xnli:seed1", "evaluate:xnli"}
+    assert all(c["tags"]["arm"] == "nli" and c["tags"]["intermediate_tasks"] == "sick" for c in children)
+    assert (work / "optuna/optuna.db").is_file()
+
+
+def test_one_targets_recipe_reruns_only_its_branch(scratch):
+    work, env, _ = scratch
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["profiles"]["smoke"]["training"]["tasks"]["xnli"] = {"batch_size": 4}
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = set(json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], work, env)))
+    assert changed == {"tune_target@xnli", "baseline@xnli-1", "baseline@xnli-2"} | \
+        {f"target@xnli-{a}-{s}" for a in ("nli", "syntax") for s in (1, 2)}
     out = run([sys.executable, "-m", "dvc", "repro"], work, env)
-    assert "Running stage 'model'" not in out
-    counts = json.loads((work / "results/data/xnli.json").read_text())
-    assert counts["splits"]["train"]["en"]["prepared"] == 8
+    ran = {l.split("'")[1] for l in out.splitlines() if l.startswith("Running stage")}
+    assert ran - {"collect"} <= changed and "baseline@xnli-1" in ran
+    diff = run([sys.executable, "-m", "dvc", "params", "diff"], work, env)
+    assert "profiles.smoke.training.tasks.xnli.batch_size" in diff
+    mdiff = run([sys.executable, "-m", "dvc", "metrics", "diff"], work, env)
+    assert "results/runs/xnli" in mdiff

@@ -73,10 +73,11 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def _tracker(params):
+    from .config import store_path
     from .tracking import Tracker
 
     t = params.tracking
-    return Tracker(t.root, t.experiment, t.enabled)
+    return Tracker(store_path(t.root), t.experiment, t.enabled)
 
 
 def _tags(args, params, **more) -> dict:
@@ -90,7 +91,8 @@ def cmd_train(args) -> None:
     from .training.runner import run_phase
 
     params = _params(args)
-    cfg = params.active.training.resolve(args.phase, args.tasks)
+    _resolve_arm(args, params)
+    cfg = params.active.training.resolve(args.phase, args.tasks, getattr(args, "arm", None))
     if args.hpo:
         cfg = _apply_hpo(cfg, args.hpo)
     if args.set:
@@ -129,6 +131,65 @@ def cmd_train(args) -> None:
           f"{m['dev_objective']} at step {m['best_step']} -> {args.out}")
 
 
+def _resolve_arm(args, params) -> None:
+    """`--arm NAME` stands for the arm's intermediate tasks (params study.arms)."""
+    from .study import arm_tasks
+
+    if getattr(args, "arm", None):
+        if args.tasks:
+            raise XstiltsError("give --tasks or --arm, not both")
+        args.tasks = arm_tasks(params, args.arm)
+        if not args.tasks:
+            raise XstiltsError(f"arm {args.arm!r} has no intermediate tasks (the baseline trains no phase 2)")
+        args.tag = list(args.tag or []) + [f"arm={args.arm}", f"intermediate_tasks={'+'.join(args.tasks)}"]
+    elif not args.tasks:
+        raise XstiltsError("give --tasks or --arm")
+
+
+def cmd_target(args) -> None:
+    """A study's target stage: phase 3 from the arm's encoder, then zero-shot evaluation, one parent MLflow run."""
+    from pathlib import Path
+
+    from . import study as S
+
+    params = _params(args)
+    tasks = S.arm_tasks(params, args.arm)
+    init = S.encoder_for(args.arm, args.seed)
+    hpo = S.hpo_file("target", args.target)
+    tags = [f"arm={args.arm}", f"intermediate_tasks={'+'.join(tasks) or 'none'}", f"target={args.target}",
+            f"stage=target@{args.target}-{args.arm}-{args.seed}"]
+    with _tracker(params).run(f"target@{args.target}-{args.arm}-seed{args.seed}",
+                              _tags(args, params, phase="stage", seed=args.seed, **dict(t.split("=", 1) for t in tags))):
+        train = argparse.Namespace(**{**vars(args), "phase": "target", "tasks": [args.target], "arm": None,
+                                      "init": str(init), "out": str(S.target_model_dir(args.target, args.arm, args.seed)),
+                                      "hpo": str(hpo) if hpo.is_file() else None, "set": None,
+                                      "tag": list(args.tag or []) + tags})
+        cmd_train(train)
+        ev = argparse.Namespace(**{**vars(args), "model": train.out, "task": args.target,
+                                   "out": str(S.run_dir(args.target, args.arm, args.seed)), "languages": None,
+                                   "tag": list(args.tag or []) + tags})
+        cmd_evaluate(ev)
+
+
+def cmd_intermediate(args) -> None:
+    from . import study as S
+
+    params = _params(args)
+    hpo = S.hpo_file("intermediate", args.arm)
+    train = argparse.Namespace(**{**vars(args), "phase": "intermediate", "tasks": None, "init": str(S.BASE),
+                                  "out": str(S.intermediate_dir(args.arm, args.seed)),
+                                  "hpo": str(hpo) if hpo.is_file() else None, "set": None,
+                                  "tag": list(args.tag or []) + [f"stage=intermediate@{args.arm}-{args.seed}"]})
+    cmd_train(train)
+
+
+def cmd_collect(args) -> None:
+    from .study import collect
+
+    r = collect(_params(args))
+    print(f"collected {r['rows']} scores; {len(r['missing'])} runs missing; see results/study/summary.md")
+
+
 def _apply_hpo(cfg, path):
     """Tuned learning rate and epochs from results/hpo/<phase>/<task>.yaml (written by `xstilts tune`)."""
     from pathlib import Path
@@ -149,9 +210,10 @@ def cmd_tune(args) -> None:
     from .tuning import tune
 
     params = _params(args)
+    _resolve_arm(args, params)
     work = args.work or f"{args.out}.trials"
     r = tune(args.phase, args.tasks, args.init, args.out, params, work, tracker=_tracker(params),
-             progress=not args.quiet)
+             progress=not args.quiet, arm=args.arm)
     if r["tuned"]:
         print(f"tuned {args.phase} {'+'.join(args.tasks)}: learning_rate {r['learning_rate']:.2e}, epochs "
               f"{r['epochs']} (English dev {r['dev_objective']:.2f}; {r['n_complete']} complete, "
@@ -183,6 +245,16 @@ def cmd_retrieval(args) -> None:
     from .tasks.registry import get_task
 
     params = _params(args)
+    if args.arm:
+        from . import study as S
+
+        S.arm_tasks(params, args.arm)
+        args.encoder = args.encoder or str(S.encoder_for(args.arm, args.seed))
+        args.out = args.out or str(S.run_dir(args.task, args.arm, args.seed))
+        args.tag = list(args.tag or []) + [f"arm={args.arm}", f"seed={args.seed}",
+                                           f"stage=retrieval@{args.task}-{args.arm}-{args.seed}"]
+    if not args.encoder or not args.out:
+        raise XstiltsError("give --encoder and --out, or --arm and --seed")
     r = params.active.retrieval
     scoring = r.bucc_scoring if get_task(args.task).format == "bitext" else r.tatoeba_scoring
     from pathlib import Path
@@ -250,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train one phase (intermediate or target) on one or more tasks")
     tr.add_argument("--phase", required=True, choices=["intermediate", "target"])
-    tr.add_argument("--tasks", required=True, nargs="+")
+    tr.add_argument("--tasks", nargs="+")
+    tr.add_argument("--arm", help="instead of --tasks: the tasks of a study arm (params study.arms)")
     tr.add_argument("--init", required=True, help="starting encoder: models/base or a previous phase's encoder/")
     tr.add_argument("--out", required=True)
     tr.add_argument("--seed", type=int, required=True)
@@ -262,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tu = sub.add_parser("tune", help="Optuna study of learning rate and epochs for a (phase, task), English dev only")
     tu.add_argument("--phase", required=True, choices=["intermediate", "target"])
-    tu.add_argument("--tasks", required=True, nargs="+")
+    tu.add_argument("--tasks", nargs="+")
+    tu.add_argument("--arm", help="instead of --tasks: the tasks of a study arm")
+    tu.add_argument("--tag", nargs="*", metavar="KEY=VALUE")
     tu.add_argument("--init", required=True)
     tu.add_argument("--out", required=True, help="results/hpo/<phase>/<task>.yaml")
     tu.add_argument("--work", help="scratch folder for trial runs (default: <out>.trials)")
@@ -279,14 +354,34 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     rv = sub.add_parser("retrieval", help="BUCC / Tatoeba with an encoder (base or intermediate)")
-    rv.add_argument("--encoder", required=True)
+    rv.add_argument("--encoder")
     rv.add_argument("--task", required=True, choices=["tatoeba", "bucc2018"])
-    rv.add_argument("--out", required=True)
+    rv.add_argument("--out")
+    rv.add_argument("--arm", help="study stage: the arm's encoder (base for none), results/runs/<task>/<arm>/seed<s>")
+    rv.add_argument("--seed", type=int, default=1)
     rv.add_argument("--layer", type=int, default=None)
     rv.add_argument("--pooling", choices=["cls", "mean"], default=None)
     rv.add_argument("--tag", nargs="*", metavar="KEY=VALUE", help="extra MLflow tags (arm=sick, stage=...)")
     rv.add_argument("--quiet", action="store_true")
     rv.set_defaults(func=cmd_retrieval)
+
+    st = sub.add_parser("target", help="study stage: target phase from an arm's encoder + zero-shot evaluation")
+    st.add_argument("--target", required=True)
+    st.add_argument("--arm", required=True)
+    st.add_argument("--seed", type=int, required=True)
+    st.add_argument("--tag", nargs="*", metavar="KEY=VALUE")
+    st.add_argument("--quiet", action="store_true")
+    st.set_defaults(func=cmd_target)
+
+    si = sub.add_parser("intermediate", help="study stage: an arm's intermediate phase")
+    si.add_argument("--arm", required=True)
+    si.add_argument("--seed", type=int, required=True)
+    si.add_argument("--tag", nargs="*", metavar="KEY=VALUE")
+    si.add_argument("--quiet", action="store_true")
+    si.set_defaults(func=cmd_intermediate)
+
+    co = sub.add_parser("collect", help="study stage: tidy scores of all runs + arm x target summary")
+    co.set_defaults(func=cmd_collect)
 
     t = sub.add_parser("tasks", help="list the task registry")
     t.set_defaults(func=cmd_tasks)

@@ -81,29 +81,34 @@ class TrainConfig(Strict):
 
 
 class Training(Strict):
-    """Recipe resolution: defaults <- phase (intermediate | target) <- task (single-task phases)."""
+    """Recipe resolution: defaults <- phase (intermediate | target) <- the study arm's entry (intermediate phases
+    of an arm) or the task's entry (single-task phases)."""
 
     defaults: TrainConfig = TrainConfig()
     intermediate: dict[str, Any] = {}
     target: dict[str, Any] = {}
     tasks: dict[str, dict[str, Any]] = {}
+    arms: dict[str, dict[str, Any]] = {}
 
     @model_validator(mode="after")
     def _check_override_keys(self):
         allowed = set(TrainConfig.model_fields)
         where = {"intermediate": self.intermediate, "target": self.target,
-                 **{f"tasks.{t}": o for t, o in self.tasks.items()}}
+                 **{f"tasks.{t}": o for t, o in self.tasks.items()},
+                 **{f"arms.{a}": o for a, o in self.arms.items()}}
         for name, overrides in where.items():
             bad = sorted(set(overrides) - allowed)
             if bad:
                 raise ValueError(f"training.{name}: unknown key {bad[0]!r}; expected one of: {', '.join(allowed)}")
         return self
 
-    def resolve(self, phase: str, tasks: list[str]) -> TrainConfig:
+    def resolve(self, phase: str, tasks: list[str], arm: str | None = None) -> TrainConfig:
         if phase not in ("intermediate", "target"):
             raise ConfigError(f"unknown phase {phase!r}; expected one of: intermediate, target")
         merged = {**self.defaults.model_dump(), **getattr(self, phase)}
-        if len(tasks) == 1:
+        if arm is not None and phase == "intermediate":
+            merged.update(self.arms.get(arm, {}))
+        elif len(tasks) == 1:
             merged.update(self.tasks.get(tasks[0], {}))
         try:
             return TrainConfig.model_validate(merged)
@@ -172,10 +177,46 @@ class TrackingConfig(Strict):
     experiment: str = Field("xstilts", description="one experiment per study")
 
 
+class StudyConfig(Strict):
+    """The grid `dvc repro` runs: arms (intermediate conditions) x targets x seeds, paired by shared seeds."""
+
+    seeds: list[int] = Field([1, 2, 3], min_length=1, description="explicit seeds, shared across arms (paired)")
+    arms: dict[str, list[str]] = Field(description="arm -> its English intermediate tasks; `none` = baseline")
+    intermediate_arms: list[str] = Field(description="the arms with an intermediate phase (DVC matrices need a list)")
+    targets: list[str]
+    retrieval: list[str] = ["tatoeba", "bucc2018"]
+    tune_target: bool = Field(True, description="tune each target's recipe (English dev, from the base model)")
+    tune_intermediate: bool = Field(True, description="tune each intermediate arm's recipe (English dev)")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        from .tasks.registry import get_task, task_names
+
+        if self.arms.get("none", None) != []:
+            raise ValueError("study.arms must contain the baseline `none: []`")
+        want = [a for a in self.arms if a != "none"]
+        if sorted(self.intermediate_arms) != sorted(want):
+            raise ValueError(f"study.intermediate_arms must list every arm but `none`: expected {want}, "
+                             f"got {self.intermediate_arms}")
+        known = set(task_names())
+        for arm, tasks in self.arms.items():
+            for t in tasks:
+                if t not in known:
+                    raise ValueError(f"study.arms.{arm}: unknown task {t!r}; expected one of: {', '.join(sorted(known))}")
+        for t in self.targets + self.retrieval:
+            if t not in known:
+                raise ValueError(f"study: unknown task {t!r}; expected one of: {', '.join(sorted(known))}")
+        for t in self.retrieval:
+            if get_task(t).format not in ("retrieval", "bitext"):
+                raise ValueError(f"study.retrieval: {t!r} is not a retrieval task (tatoeba, bucc2018)")
+        return self
+
+
 class Params(Strict):
     profile: str
     data: DataConfig
     tracking: TrackingConfig = TrackingConfig()
+    study: StudyConfig | None = None
     tasks: list[str]
     profiles: dict[str, Profile]
 
@@ -198,12 +239,43 @@ class Params(Strict):
                                          f"expected one of: {', '.join(sorted(known))}")
         return self
 
+    @model_validator(mode="after")
+    def _study_targets_have_recipes(self):
+        # dvc.yaml depends on profiles.<profile>.training.tasks.<target> (granular): the key must exist
+        if self.study is not None:
+            for pname, prof in self.profiles.items():
+                missing = [t for t in self.study.targets if t not in prof.training.tasks]
+                if missing:
+                    raise ValueError(f"profiles.{pname}.training.tasks: add an entry (possibly {{}}) for every study "
+                                     f"target; missing: {', '.join(missing)}")
+                missing = [a for a in self.study.intermediate_arms if a not in prof.training.arms]
+                if missing:
+                    raise ValueError(f"profiles.{pname}.training.arms: add an entry (possibly {{}}) for every "
+                                     f"intermediate arm; missing: {', '.join(missing)}")
+        return self
+
     @property
     def active(self) -> Profile:
         return self.profiles[self.profile]
 
     def caps_for(self, task: str) -> Caps:
         return self.active.caps_per_task.get(task, self.active.caps)
+
+
+def workspace_root(start: Path | None = None) -> Path:
+    """The project folder, also from inside a queued DVC experiment (which runs in <root>/.dvc/tmp/exps/...):
+    stores that must outlive the run (MLflow, Optuna) resolve against it, never against the temporary copy."""
+    here = (start or Path.cwd()).resolve()
+    parts = here.parts
+    for i in range(len(parts) - 3):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return here
+
+
+def store_path(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else workspace_root() / p
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:

@@ -26,7 +26,9 @@ def storage_for(root: str | Path, parallel: bool):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    root = Path(root).resolve()
+    from ..config import store_path
+
+    root = store_path(str(root)).resolve()
     root.mkdir(parents=True, exist_ok=True)
     if parallel:
         return JournalStorage(JournalFileBackend(str(root / "journal.log")))
@@ -34,11 +36,11 @@ def storage_for(root: str | Path, parallel: bool):
 
 
 def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Path, params: Params,
-         work_dir: str | Path, tracker=None, progress: bool = False) -> dict:
+         work_dir: str | Path, tracker=None, progress: bool = False, arm: str | None = None) -> dict:
     import optuna
 
     space = params.active.tuning
-    base_cfg = params.active.training.resolve(phase, tasks)
+    base_cfg = params.active.training.resolve(phase, tasks, arm)
     if not space.enabled:
         result = {"tuned": False, "learning_rate": base_cfg.learning_rate, "epochs": base_cfg.epochs}
         _write(out_file, result)
@@ -104,9 +106,15 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
     result = {"tuned": True, "learning_rate": best.params["learning_rate"], "epochs": best.params["epochs"],
               "dev_objective": best.value, "best_trial": best.number, "study": name,
               "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED"),
-              "storage": str(Path(space.storage_dir).resolve())}
+              "storage": str(storage_dir_abs(space.storage_dir))}
     _write(out_file, result)
     return result
+
+
+def storage_dir_abs(d: str) -> Path:
+    from ..config import store_path
+
+    return store_path(d).resolve()
 
 
 class _null:

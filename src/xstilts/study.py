@@ -1,0 +1,115 @@
+"""One research study as DVC stages: where each stage reads and writes, and what each stage runs.
+
+  models/intermediate/<arm>/seed<s>/            phase 2 (encoder + heads), per arm and seed
+  models/target/<target>/<arm>/seed<s>/         phase 3, per target, arm and seed
+  results/runs/<target>/<arm>/seed<s>/          zero-shot metrics.json, predictions/, xtreme/
+  results/hpo/<phase>/<name>.yaml               tuned learning rate and epochs
+  results/study/scores.csv, summary.json/.md    tidy scores of the whole grid (input of the stats stage)
+Arm `none` is the baseline: the target phase starts from the base model. Seeds are shared across arms, so every
+comparison is paired. Each stage is one parent MLflow run with the phases it ran nested under it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_file, write_json
+from .config import Params
+from .errors import XstiltsError, unknown
+
+BASE = Path("models/base")
+
+
+def study_of(params: Params):
+    if params.study is None:
+        raise XstiltsError("params has no `study` section (arms, targets, seeds): add one to run study stages")
+    return params.study
+
+
+def arm_tasks(params: Params, arm: str) -> list[str]:
+    study = study_of(params)
+    if arm not in study.arms:
+        raise unknown("arm", arm, study.arms)
+    return study.arms[arm]
+
+
+def intermediate_dir(arm: str, seed: int) -> Path:
+    return Path("models/intermediate") / arm / f"seed{seed}"
+
+
+def encoder_for(arm: str, seed: int) -> Path:
+    """The encoder a target phase (or retrieval) starts from: the base model for `none`."""
+    return BASE if arm == "none" else intermediate_dir(arm, seed) / "encoder"
+
+
+def target_model_dir(target: str, arm: str, seed: int) -> Path:
+    return Path("models/target") / target / arm / f"seed{seed}"
+
+
+def run_dir(target: str, arm: str, seed: int) -> Path:
+    return Path("results/runs") / target / arm / f"seed{seed}"
+
+
+def hpo_file(phase: str, name: str) -> Path:
+    return Path("results/hpo") / phase / f"{name}.yaml"
+
+
+def collect(params: Params, root: str | Path = "results/runs", out_dir: str | Path = "results/study") -> dict:
+    """Tidy scores of every finished run (one row per arm, target, split, language, seed, metric) and a summary
+    per arm x target: the zero-shot average (English excluded) as mean and sd over seeds."""
+    study = study_of(params)
+    rows, missing = [], []
+    for target in study.targets + study.retrieval:
+        for arm in study.arms:
+            for seed in study.seeds:
+                f = Path(root) / target / arm / f"seed{seed}" / "metrics.json"
+                if not f.is_file():
+                    missing.append(str(f))
+                    continue
+                m = json.loads(f.read_text())
+                for split, per_lang in m["splits"].items():
+                    for lang, vals in per_lang.items():
+                        for metric, value in vals.items():
+                            if isinstance(value, (int, float)) and metric not in ("n", "tp", "n_pred", "n_gold"):
+                                rows.append({"arm": arm, "target": target, "split": split, "language": lang,
+                                             "seed": seed, "metric": metric, "value": value,
+                                             "primary": metric == m.get("primary", _primary(m))})
+    out_dir = Path(out_dir)
+    with atomic_file(out_dir / "scores.csv") as fh:
+        w = csv.DictWriter(fh, fieldnames=["arm", "target", "split", "language", "seed", "metric", "value", "primary"])
+        w.writeheader()
+        w.writerows(rows)
+    summary = {}
+    for target in study.targets + study.retrieval:
+        for arm in study.arms:
+            per_seed = []
+            for seed in study.seeds:
+                vals = [r["value"] for r in rows if r["target"] == target and r["arm"] == arm and r["seed"] == seed
+                        and r["split"] == "test" and r["primary"] and r["language"] != "en"]
+                if vals:
+                    per_seed.append(float(np.mean(vals)))
+            if per_seed:
+                summary.setdefault(target, {})[arm] = {"mean": float(np.mean(per_seed)),
+                                                       "sd": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
+                                                       "n_seeds": len(per_seed)}
+    write_json(out_dir / "summary.json", {"zero_shot_average": summary, "missing_runs": missing})
+    arms = list(study.arms)
+    lines = ["| target | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for target, per_arm in summary.items():
+        cells = []
+        for a in arms:
+            s = per_arm.get(a)
+            cells.append("–" if s is None else f"{s['mean']:.1f}" + (f" ± {s['sd']:.1f}" if s["sd"] is not None else ""))
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    with atomic_file(out_dir / "summary.md") as fh:
+        fh.write("Zero-shot average over the test languages (English excluded), mean ± sd over seeds.\n\n")
+        fh.write("\n".join(lines) + "\n")
+    return {"rows": len(rows), "missing": missing, "summary": summary}
+
+
+def _primary(m: dict) -> str:
+    return "f1" if m.get("metric") in ("seqeval_f1", "squad", "mlqa", "bucc_f1") else "accuracy"

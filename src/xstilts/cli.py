@@ -365,20 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--quiet", action="store_true")
     rv.set_defaults(func=cmd_retrieval)
 
-    st = sub.add_parser("target", help="study stage: target phase from an arm's encoder + zero-shot evaluation")
-    st.add_argument("--target", required=True)
-    st.add_argument("--arm", required=True)
-    st.add_argument("--seed", type=int, required=True)
-    st.add_argument("--tag", nargs="*", metavar="KEY=VALUE")
-    st.add_argument("--quiet", action="store_true")
-    st.set_defaults(func=cmd_target)
+    def stage(name, help, func):  # the study's per-(arm, seed) stage commands share their options
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--arm", required=True)
+        sp.add_argument("--seed", type=int, required=True)
+        sp.add_argument("--tag", nargs="*", metavar="KEY=VALUE")
+        sp.add_argument("--quiet", action="store_true")
+        sp.set_defaults(func=func)
+        return sp
 
-    si = sub.add_parser("intermediate", help="study stage: an arm's intermediate phase")
-    si.add_argument("--arm", required=True)
-    si.add_argument("--seed", type=int, required=True)
-    si.add_argument("--tag", nargs="*", metavar="KEY=VALUE")
-    si.add_argument("--quiet", action="store_true")
-    si.set_defaults(func=cmd_intermediate)
+    stage("target", "study stage: target phase from an arm's encoder + zero-shot evaluation",
+          cmd_target).add_argument("--target", required=True)
+    stage("intermediate", "study stage: an arm's intermediate phase", cmd_intermediate)
 
     co = sub.add_parser("collect", help="study stage: tidy scores of all runs + arm x target summary")
     co.set_defaults(func=cmd_collect)

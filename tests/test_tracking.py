@@ -87,3 +87,13 @@ def test_terminated_run_is_failed_then_resumed_in_the_same_run(cli):
     again = [r for r in read_runs(tmp / "mlruns", "test-study") if r["name"] == "target:panx:seed3"]
     assert len(again) == 1 and again[0]["run_id"] == first["run_id"] and again[0]["status"] == "FINISHED"
     assert (tmp / "k/train_metrics.json").is_file()
+
+
+def test_a_changed_recipe_opens_a_new_run(cli):
+    run, base, tmp = cli
+    args = ["train", "--phase", "target", "--tasks", "sick", "--init", str(base), "--out", str(tmp / "m"), "--seed", "1"]
+    run(*args)
+    run(*args, "--set", "learning_rate=0.0005")
+    runs = [r for r in read_runs(tmp / "mlruns", "test-study") if r["name"] == "target:sick:seed1"]
+    assert len(runs) == 2 and all(r["status"] == "FINISHED" for r in runs)
+    assert {r["params"]["learning_rate"] for r in runs} == {"0.001", "0.0005"}

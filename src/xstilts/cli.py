@@ -106,12 +106,16 @@ def cmd_train(args) -> None:
 
     from .tasks.registry import get_task
     from .tracking import RUN_ID_FILE
-    from .training.runner import finished
+    from .training.runner import claim_out_dir, finished, fingerprint
 
     out = Path(args.out)
     if finished(args.tasks, args.phase, args.init, out, args.seed, cfg, params):
         print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: already done -> {args.out}")
         return
+    if not (Path(args.init) / "config.json").is_file():
+        raise XstiltsError(f"initial model {args.init} not found (expected a Hugging Face folder with config.json)")
+    # before the MLflow run opens: a changed recipe must not resume the old run (MLflow params are immutable)
+    claim_out_dir(out, fingerprint(args.tasks, args.phase, Path(args.init), args.seed, cfg, params))
     stand_ins = {t: get_task(t).stand_in for t in args.tasks if get_task(t).stand_in}
     tags = _tags(args, params, phase=args.phase, tasks="+".join(args.tasks), seed=args.seed,
                  stand_ins=json.dumps(stand_ins) if stand_ins else None)

@@ -175,11 +175,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
         done = json.loads((out_dir / DONE).read_text())
         if done.get("fingerprint") == fp:
             return done
-    if out_dir.exists() and _read_fingerprint(out_dir) != fp:
-        # another recipe, init, seed or data was run here: its outputs and checkpoint are not ours to resume
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fingerprint").write_text(fp + "\n")
+    claim_out_dir(out_dir, fp)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -355,6 +351,19 @@ def finished(task_names, phase, init_dir, out_dir, seed: int, cfg: TrainConfig, 
         return None
     m = json.loads(done.read_text())
     return m if m.get("fingerprint") == fingerprint(task_names, phase, Path(init_dir), seed, cfg, params) else None
+
+
+def claim_out_dir(out_dir: Path, fp: str) -> None:
+    """Make out_dir this run's: outputs of another recipe, init, seed or data are removed (not resumed); a folder
+    of the same run (its checkpoint, its MLflow run id) is kept so that the run resumes."""
+    out_dir = Path(out_dir)
+    existing = _read_fingerprint(out_dir)
+    stale = (existing is not None and existing != fp) or \
+        (existing is None and ((out_dir / DONE).exists() or (out_dir / "checkpoint").exists()))
+    if stale:
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fingerprint").write_text(fp + "\n")
 
 
 def _read_fingerprint(out_dir: Path) -> str | None:

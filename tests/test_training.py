@@ -162,3 +162,12 @@ def test_a_changed_recipe_retrains_instead_of_reusing_the_old_run(smoke_env, tmp
     other = _cfg(params, "target", ["sick"], learning_rate=5e-4)
     b = run_phase(["sick"], "target", base, tmp_path / "run", 1, params, other, progress=False)
     assert b["fingerprint"] != a["fingerprint"] and b["config"]["learning_rate"] == 5e-4
+
+
+def test_non_english_tasks_train_and_select_in_their_registry_language(smoke_env, tmp_path):
+    from xstilts.data.prepare import prepare_task
+
+    params, base = smoke_env
+    prepare_task("xglue_nli_de", params)
+    m = run_phase(["xglue_nli_de"], "intermediate", base, tmp_path / "run", 1, params, progress=False)
+    assert set(m["dev"]) == {"xglue_nli_de"} and m["dev_objective"] is not None  # German dev selected on

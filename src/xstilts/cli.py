@@ -152,8 +152,6 @@ def _resolve_arm(args, params) -> None:
 
 def cmd_target(args) -> None:
     """A study's target stage: phase 3 from the arm's encoder, then zero-shot evaluation, one parent MLflow run."""
-    from pathlib import Path
-
     from . import study as S
 
     params = _params(args)
@@ -178,7 +176,6 @@ def cmd_target(args) -> None:
 def cmd_intermediate(args) -> None:
     from . import study as S
 
-    params = _params(args)
     hpo = S.hpo_file("intermediate", args.arm)
     train = argparse.Namespace(**{**vars(args), "phase": "intermediate", "tasks": None, "init": str(S.BASE),
                                   "out": str(S.intermediate_dir(args.arm, args.seed)),

@@ -20,6 +20,7 @@ import numpy as np
 from .atomic import atomic_file, write_json
 from .config import Params
 from .errors import XstiltsError, unknown
+from .evaluation.predict import primary
 
 BASE = Path("models/base")
 
@@ -77,7 +78,7 @@ def collect(params: Params, root: str | Path = "results/runs", out_dir: str | Pa
                             if isinstance(value, (int, float)) and metric not in ("n", "tp", "n_pred", "n_gold"):
                                 rows.append({"arm": arm, "target": target, "split": split, "language": lang,
                                              "seed": seed, "metric": metric, "value": value,
-                                             "primary": metric == m.get("primary", _primary(m))})
+                                             "primary": metric == primary(m["metric"])})
     out_dir = Path(out_dir)
     with atomic_file(out_dir / "scores.csv") as fh:
         w = csv.DictWriter(fh, fieldnames=["arm", "target", "split", "language", "seed", "metric", "value", "primary"])
@@ -110,6 +111,3 @@ def collect(params: Params, root: str | Path = "results/runs", out_dir: str | Pa
         fh.write("\n".join(lines) + "\n")
     return {"rows": len(rows), "missing": missing, "summary": summary}
 
-
-def _primary(m: dict) -> str:
-    return "f1" if m.get("metric") in ("seqeval_f1", "squad", "mlqa", "bucc_f1") else "accuracy"

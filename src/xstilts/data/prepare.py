@@ -112,13 +112,18 @@ def prepare_task(name: str, params: Params) -> dict:
     return counts
 
 
+def load_meta(prepared_dir: str | Path, task: str) -> dict:
+    """A prepared task's meta.json: format, labels, metric, languages per split role, stand-in."""
+    meta_path = Path(prepared_dir) / task / "meta.json"
+    if not meta_path.is_file():
+        raise XstiltsError(f"task {task!r} is not prepared ({meta_path} missing): run `xstilts prepare {task}`")
+    return json.loads(meta_path.read_text(encoding="utf-8"))
+
+
 def load_split(prepared_dir: str | Path, task: str, role: str, lang: str) -> list[dict]:
     path = Path(prepared_dir) / task / role / f"{lang}.jsonl"
     if not path.is_file():
-        meta_path = Path(prepared_dir) / task / "meta.json"
-        if not meta_path.is_file():
-            raise XstiltsError(f"task {task!r} is not prepared ({meta_path} missing): run `xstilts prepare {task}`")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = load_meta(prepared_dir, task)
         if role not in meta["languages"]:
             raise unknown(f"split of task {task!r}", role, meta["languages"])
         raise unknown(f"language for {task!r} split {role!r}", lang, meta["languages"][role])

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_file, write_json
-from ..data.prepare import load_split
+from ..data.prepare import load_meta, load_split
 from ..errors import XstiltsError
 from ..models.heads import pool
 from ..tasks.registry import get_task
@@ -78,7 +78,7 @@ def run_retrieval(encoder_dir: str | Path, task: str, prepared_dir: str, out_dir
     scoring = scoring or ("ratio_margin" if spec.format == "bitext" else "cosine")
     tok = AutoTokenizer.from_pretrained(encoder_dir)
     encoder = AutoModel.from_pretrained(encoder_dir)
-    meta = json.loads((Path(prepared_dir) / task / "meta.json").read_text())
+    meta = load_meta(prepared_dir, task)
     results, t0, n_sent = {}, time.perf_counter(), 0
     for lang in meta["languages"]["test"]:
         recs = load_split(prepared_dir, task, "test", lang)

@@ -17,7 +17,7 @@ import numpy as np
 from ..atomic import atomic_file, write_json
 from ..config import Params
 from ..data.features import encode
-from ..data.prepare import load_split
+from ..data.prepare import load_meta, load_split
 from ..errors import XstiltsError
 from ..models.multitask import MultiTaskModel
 from ..tasks.registry import get_task
@@ -40,26 +40,24 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
         raise XstiltsError(f"{model_dir} was trained on {train['tasks']}, not on {task!r}")
     spec = get_task(task)
     cfg = train["config"]
-    meta_path = Path(params.data.prepared_dir) / task / "meta.json"
-    if not meta_path.is_file():
-        raise XstiltsError(f"task {task!r} is not prepared ({meta_path} missing): run `xstilts prepare {task}`")
-    meta = json.loads(meta_path.read_text())
+    meta = load_meta(params.data.prepared_dir, task)
     tok = AutoTokenizer.from_pretrained(model_dir / "encoder")
     model = MultiTaskModel.load(model_dir)
     head = model.head_for(task)
     label_names = model.specs[head].label_names
     key = primary(spec.metric)
 
+    evaluable = sorted({l for r in EVAL_ROLES for l in meta["languages"].get(r, [])})
+    unknown = sorted(set(languages or []) - set(evaluable))
+    if unknown:
+        raise XstiltsError(f"task {task!r}: unknown evaluation language {unknown[0]!r}; expected one of: "
+                           f"{', '.join(evaluable)}")
     results: dict = {}
     timing = {"examples": 0, "tokens": 0, "seconds": 0.0}
     t_start = time.perf_counter()
     for role in EVAL_ROLES:
         langs = meta["languages"].get(role, [])
         if languages:
-            unknown = sorted(set(languages) - {l for r in EVAL_ROLES for l in meta["languages"].get(r, [])})
-            if unknown:
-                raise XstiltsError(f"task {task!r}: unknown evaluation language {unknown[0]!r}; expected one of: "
-                                   f"{', '.join(sorted({l for r in EVAL_ROLES for l in meta['languages'].get(r, [])}))}")
             langs = [l for l in langs if l in languages]
         for lang in langs:
             records = load_split(params.data.prepared_dir, task, role, lang)
@@ -79,7 +77,7 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
             for k in ("examples", "tokens", "seconds"):
                 timing[k] += t[k]
     if not results:
-        raise XstiltsError(f"task {task!r} has no evaluation split in {meta_path}")
+        raise XstiltsError(f"task {task!r} has no evaluation split (prepared roles: {', '.join(meta['languages'])})")
     averages = {}
     for role, per_lang in results.items():
         vals = {l: m[key] for l, m in per_lang.items()}

@@ -113,7 +113,7 @@ class Tracker:
         run_tags = {"git_commit": git_commit(), **(tags or {})}
         if parent and mlflow.active_run() is None:
             run_tags["mlflow.parentRunId"] = parent
-        with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp, run_name=run_name_ok(name),
+        with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp, run_name=name[:250],
                               nested=nested and mlflow.active_run() is not None) as active:
             if resume_file is not None:
                 Path(resume_file).parent.mkdir(parents=True, exist_ok=True)
@@ -125,10 +125,6 @@ class Tracker:
             except BaseException as e:
                 mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
                 raise
-
-
-def run_name_ok(name: str) -> str:
-    return name[:250]
 
 
 def read_runs(root: str | Path, experiment: str) -> list[dict]:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_json
 from ..config import Params, TrainConfig
 from ..data.features import Encoded, encode, encode_mlm, mlm_texts
-from ..data.prepare import load_split
+from ..data.prepare import load_meta, load_split
 from ..errors import XstiltsError
 from ..evaluation.predict import predict, primary, score
 from ..models.multitask import HeadSpec, MultiTaskModel, set_trainable
@@ -53,13 +53,6 @@ def _seed_for(*parts) -> int:
     return int(hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
-def _label_names(prepared_dir: str, name: str, spec: TaskSpec) -> list[str] | None:
-    meta = Path(prepared_dir) / name / "meta.json"
-    if not meta.is_file():
-        raise XstiltsError(f"task {name!r} is not prepared ({meta} missing): run `xstilts prepare {name}`")
-    return json.loads(meta.read_text())["labels"]
-
-
 def load_phase_tasks(names: list[str], params: Params, tok, cfg: TrainConfig) -> list[PhaseTask]:
     out = []
     for name in names:
@@ -67,15 +60,16 @@ def load_phase_tasks(names: list[str], params: Params, tok, cfg: TrainConfig) ->
         if spec.format in ("retrieval", "bitext"):
             raise XstiltsError(f"task {name!r} ({spec.format}) has no training phase: retrieval tasks evaluate "
                                f"the encoder directly (`xstilts retrieval`)")
-        labels = _label_names(params.data.prepared_dir, name, spec)
-        train_recs = load_split(params.data.prepared_dir, name, "train", "en" if spec.name not in _NON_EN else
-                                _NON_EN[spec.name])
+        meta = load_meta(params.data.prepared_dir, name)
+        labels = meta["labels"]
+        # the registry's train language: English, except the legal and in-language tasks (de, pt)
+        (lang,) = meta["languages"]["train"]
+        train_recs = load_split(params.data.prepared_dir, name, "train", lang)
         train = encode(spec.format, train_recs, tok, cfg.max_length, labels, train=True, doc_stride=cfg.doc_stride)
         dev_recs = None
         dev = None
-        dev_lang = "en" if spec.name not in _NON_EN else _NON_EN[spec.name]
-        if (Path(params.data.prepared_dir) / name / "dev" / f"{dev_lang}.jsonl").is_file():
-            dev_recs = load_split(params.data.prepared_dir, name, "dev", dev_lang)[: cfg.dev_cap]
+        if lang in meta["languages"].get("dev", []):
+            dev_recs = load_split(params.data.prepared_dir, name, "dev", lang)[: cfg.dev_cap]
             dev = encode(spec.format, dev_recs, tok, cfg.max_length, labels, train=False, doc_stride=cfg.doc_stride)
         head = next((h for h, members in cfg.shared_heads.items() if name in members), name)
         out.append(PhaseTask(name, head, spec, train, dev, dev_recs))
@@ -97,10 +91,6 @@ def head_specs(tasks: list[PhaseTask], cfg: TrainConfig) -> list[HeadSpec]:
         specs[t.head] = HeadSpec(t.head, t.spec.format, len(labels) if labels else None, labels, cfg.pooling,
                                  cfg.dropout, [t.name])
     return list(specs.values())
-
-
-# Tasks whose training data is not English (legal and in-language German/Portuguese data): their own language.
-_NON_EN = {"lener_br": "pt", "ler_de": "de", "xglue_nli_de": "de", "xglue_qadsm_de": "de", "xglue_qam_de": "de"}
 
 
 def sampler_probs(sizes: dict[str, int], cfg: TrainConfig) -> dict[str, float]:
@@ -188,8 +178,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     head_of = {t.name: t.head for t in tasks}
     streams: dict[str, list[dict]] = {t.name: t.train.features for t in tasks}
     if cfg.mlm:
-        texts = [x for t in tasks for x in mlm_texts(t.spec.format, [t.train.examples[i] for i in
-                                                                      range(len(t.train.examples))])]
+        texts = [x for t in tasks for x in mlm_texts(t.spec.format, t.train.examples)]
         streams["mlm"] = encode_mlm(texts, tok, cfg.max_length).features
         specs.append(HeadSpec("mlm", "mlm"))
         head_of["mlm"] = "mlm"
@@ -210,7 +199,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     mask_gen = torch.Generator().manual_seed(seed)
     special = set(tok.all_special_ids)
 
-    state = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "stopped_early": False,
+    state = {"step": 0, "best": None, "best_step": None, "best_dev": None, "bad_evals": 0, "stopped_early": False,
              "task_epoch": {n: 0 for n in streams}, "task_pos": {n: 0 for n in streams},
              "train_seconds": 0.0, "train_examples": 0, "train_tokens": 0}
     sampler_rng = random.Random(_seed_for(seed, "sampler"))
@@ -289,7 +278,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
                     log({"dev": {t: {k: v for k, v in m.items()} for t, m in scores.items()}, "dev/objective": obj},
                         state["step"])
                 if obj is not None and (state["best"] is None or obj > state["best"]):
-                    state.update(best=obj, best_step=state["step"], bad_evals=0)
+                    state.update(best=obj, best_step=state["step"], best_dev=scores, bad_evals=0)
                     best_state = _trainable_state(model)
                 elif obj is not None:
                     state["bad_evals"] += 1
@@ -312,7 +301,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
         "stand_ins": {t.name: t.spec.stand_in for t in tasks if t.spec.stand_in},
         "config": cfg.model_dump(), "steps": state["step"], "total_steps": total,
         "stopped_early": state["stopped_early"], "best_step": state["best_step"], "dev_objective": state["best"],
-        "dev": _final_dev(history_path, state["best_step"]), "sampler": probs,
+        "dev": state["best_dev"], "sampler": probs,
         "train_examples_per_s": state["train_examples"] / state["train_seconds"] if state["train_seconds"] else None,
         "train_tokens_per_s": state["train_tokens"] / state["train_seconds"] if state["train_seconds"] else None,
         "seconds_per_step": state["train_seconds"] / state["step"] if state["step"] else None,
@@ -388,10 +377,3 @@ def _truncate_history(path: Path, step: int) -> None:
     keep = [l for l in path.read_text().splitlines() if json.loads(l)["step"] <= step]
     path.write_text("".join(l + "\n" for l in keep))
 
-
-def _final_dev(history_path: Path, best_step) -> dict | None:
-    for line in history_path.read_text().splitlines():
-        rec = json.loads(line)
-        if rec["step"] == best_step and "dev" in rec:
-            return rec["dev"]
-    return None

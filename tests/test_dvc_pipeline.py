@@ -39,7 +39,8 @@ def scratch(tmp_path_factory, data_root):
     params["tasks"] = ["xnli", "panx", "bucc2018", "tatoeba", "sick", "ud_ewt_upos"]
     params["data"]["root"] = str(data_root)
     params["study"] = {"seeds": [1, 2], "arms": {"none": [], "nli": ["sick"], "syntax": ["ud_ewt_upos"]},
-                       "intermediate_arms": ["nli", "syntax"], "targets": ["xnli", "panx"], "retrieval": ["tatoeba"]}
+                       "intermediate_arms": ["nli", "syntax"], "targets": ["xnli", "panx"], "retrieval": ["tatoeba"],
+                       "keep_target_models": False}
     for prof in params["profiles"].values():
         prof["training"]["arms"] = {"nli": {}, "syntax": {}}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -58,8 +59,8 @@ def scratch(tmp_path_factory, data_root):
 def test_repro_builds_model_and_prepared_data(scratch):
     work, env, out = scratch
     assert "Running stage 'model'" in out and "Running stage 'prepare@panx'" in out
-    for stage in ("tune_target@xnli", "tune_intermediate@syntax", "intermediate@nli-2", "baseline@panx-1",
-                  "target@xnli-syntax-2", "retrieval_baseline@tatoeba-1", "retrieval@tatoeba-nli-1", "collect"):
+    for stage in ("tune_target@xnli", "tune_intermediate@syntax", "intermediate@nli", "target@panx", "target@xnli",
+                  "retrieval@tatoeba", "collect", "stats"):
         assert f"Running stage '{stage}'" in out
     assert (work / "models/base/config.json").is_file()
     counts = json.loads((work / "results/data/panx.json").read_text())
@@ -105,6 +106,11 @@ def test_study_results_are_collected_and_tracked(scratch):
     assert {c["name"] for c in children} == {"target:xnli:seed1", "evaluate:xnli"}
     assert all(c["tags"]["arm"] == "nli" and c["tags"]["intermediate_tasks"] == "sick" for c in children)
     assert (work / "optuna/optuna.db").is_file()
+    exp = yaml.safe_load((work / "params.yaml").read_text())["tracking"]["experiment"]
+    claims = (work / f"results/stats/{exp}/claims.csv").read_text().splitlines()
+    assert claims[0].startswith("target,arm,delta,ci_low,ci_high,test,p,p_adjusted,adjustment")
+    assert len(claims) == 1 + 3 * 2  # (xnli, panx, tatoeba) x (nli, syntax)
+    assert "stats" in names
 
 
 def test_one_targets_recipe_reruns_only_its_branch(scratch):
@@ -113,12 +119,31 @@ def test_one_targets_recipe_reruns_only_its_branch(scratch):
     params["profiles"]["smoke"]["training"]["tasks"]["xnli"] = {"batch_size": 4}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], work, env)))
-    assert changed == {"tune_target@xnli", "baseline@xnli-1", "baseline@xnli-2"} | \
-        {f"target@xnli-{a}-{s}" for a in ("nli", "syntax") for s in (1, 2)}
+    assert changed == {"tune_target@xnli", "target@xnli"}
     out = run([sys.executable, "-m", "dvc", "repro"], work, env)
     ran = {l.split("'")[1] for l in out.splitlines() if l.startswith("Running stage")}
-    assert ran - {"collect"} <= changed and "baseline@xnli-1" in ran
+    assert ran - {"collect", "stats"} == changed
+    assert "already evaluated" not in out  # every arm x seed of xnli trained again with the new recipe
     diff = run([sys.executable, "-m", "dvc", "params", "diff"], work, env)
     assert "profiles.smoke.training.tasks.xnli.batch_size" in diff
     mdiff = run([sys.executable, "-m", "dvc", "metrics", "diff"], work, env)
-    assert "results/runs/xnli" in mdiff
+    assert "results/metrics/xnli.json" in mdiff
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "xnli recipe"], work, env)
+
+
+def test_one_arms_recipe_redoes_only_that_arms_runs(scratch):
+    """Target stages depend on every arm's encoders; inside them, runs of unchanged arms are skipped."""
+    work, env, _ = scratch
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["profiles"]["smoke"]["training"]["arms"]["syntax"] = {"batch_size": 4}
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run([sys.executable, "-m", "dvc", "repro"], work, env)
+    ran = {l.split("'")[1] for l in out.splitlines() if l.startswith("Running stage")}
+    assert {"tune_intermediate@syntax", "intermediate@syntax", "target@xnli", "target@panx"} <= ran
+    assert "intermediate@nli" not in ran
+    for target in ("xnli", "panx"):
+        for arm in ("none", "nli"):
+            for seed in (1, 2):
+                assert f"target {target} arm {arm} seed {seed}: already evaluated" in out
+        assert f"target {target} arm syntax seed 1: already evaluated" not in out

@@ -13,11 +13,11 @@ UNREAD = {"extra/copa/test-en.jsonl"}
 
 @pytest.fixture(scope="module")
 def uncapped(tmp_path_factory, data_root):
-    """Every registry task prepared from the bundle with no caps (the mini profile without its caps)."""
+    """Every registry task prepared from the bundle with no caps and every language (mini without its limits)."""
     from conftest import params_for
 
     params = params_for(tmp_path_factory.mktemp("uncapped"), data_root, "mini", task_names(), caps={},
-                        caps_per_task={})
+                        caps_per_task={}, languages={})
     return params, {name: prepare_task(name, params) for name in task_names()}
 
 

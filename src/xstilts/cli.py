@@ -86,12 +86,10 @@ def _tags(args, params, **more) -> dict:
     return tags
 
 
-def cmd_train(args) -> None:
+def _train_config(args, params):
+    """The phase recipe a `train` call runs: params (phase, task or arm) + tuned values + --set overrides."""
     from .config import ConfigError, TrainConfig, format_validation_error
-    from .training.runner import run_phase
 
-    params = _params(args)
-    _resolve_arm(args, params)
     cfg = params.active.training.resolve(args.phase, args.tasks, getattr(args, "arm", None))
     if args.hpo:
         cfg = _apply_hpo(cfg, args.hpo)
@@ -102,6 +100,15 @@ def cmd_train(args) -> None:
             cfg = TrainConfig.model_validate({**cfg.model_dump(), **_overrides(args.set)})
         except ValidationError as e:
             raise ConfigError(format_validation_error(e, "--set")) from None
+    return cfg
+
+
+def cmd_train(args) -> None:
+    from .training.runner import run_phase
+
+    params = _params(args)
+    _resolve_arm(args, params)
+    cfg = _train_config(args, params)
     from pathlib import Path
 
     from .tasks.registry import get_task
@@ -150,38 +157,80 @@ def _resolve_arm(args, params) -> None:
         raise XstiltsError("give --tasks or --arm")
 
 
+def _study_grid(params, args, arms) -> list[tuple[str, int]]:
+    """(arm, seed) pairs a study stage runs: `--arm`/`--seed` pick one, otherwise every arm and seed (paired)."""
+    from . import study as S
+
+    study = S.study_of(params)
+    for a in [args.arm] if args.arm else []:
+        S.arm_tasks(params, a)
+    seeds = [args.seed] if args.seed is not None else study.seeds
+    return [(a, s) for a in ([args.arm] if args.arm else arms) for s in seeds]
+
+
 def cmd_target(args) -> None:
-    """A study's target stage: phase 3 from the arm's encoder, then zero-shot evaluation, one parent MLflow run."""
+    """Study stage of one target: for each arm and seed, phase 3 from the arm's encoder, then zero-shot evaluation
+    (one parent MLflow run each). One process per target keeps start-up costs off the grid; runs already
+    evaluated with the same recipe, weights, data and evaluation code are skipped, so a stage re-run after one
+    arm changed redoes that arm only."""
     from . import study as S
 
     params = _params(args)
-    tasks = S.arm_tasks(params, args.arm)
-    init = S.encoder_for(args.arm, args.seed)
+    for arm, seed in _study_grid(params, args, list(S.study_of(params).arms)):
+        _target_run(args, params, arm, seed)
+    if args.arm is None and args.seed is None:
+        S.write_target_metrics(params, args.target)
+
+
+def _target_run(args, params, arm: str, seed: int) -> None:
+    from . import study as S
+    from .evaluation.zero_shot import evaluation_code_hash
+    from .training.runner import DONE, fingerprint
+
+    tasks = S.arm_tasks(params, arm)
+    init = S.encoder_for(arm, seed)
     hpo = S.hpo_file("target", args.target)
-    tags = [f"arm={args.arm}", f"intermediate_tasks={'+'.join(tasks) or 'none'}", f"target={args.target}",
-            f"stage=target@{args.target}-{args.arm}-{args.seed}"]
-    with _tracker(params).run(f"target@{args.target}-{args.arm}-seed{args.seed}",
-                              _tags(args, params, phase="stage", seed=args.seed, **dict(t.split("=", 1) for t in tags))):
-        train = argparse.Namespace(**{**vars(args), "phase": "target", "tasks": [args.target], "arm": None,
-                                      "init": str(init), "out": str(S.target_model_dir(args.target, args.arm, args.seed)),
-                                      "hpo": str(hpo) if hpo.is_file() else None, "set": None,
-                                      "tag": list(args.tag or []) + tags})
+    model_dir, out_dir = S.target_model_dir(args.target, arm, seed), S.run_dir(args.target, arm, seed)
+    tags = [f"arm={arm}", f"intermediate_tasks={'+'.join(tasks) or 'none'}", f"target={args.target}",
+            f"stage=target@{args.target}", f"grid_cell={args.target}-{arm}-{seed}"]
+    train = argparse.Namespace(**{**vars(args), "phase": "target", "tasks": [args.target], "arm": None, "seed": seed,
+                                  "init": str(init), "out": str(model_dir),
+                                  "hpo": str(hpo) if hpo.is_file() else None, "set": None,
+                                  "tag": list(args.tag or []) + tags})
+    if not (init / "config.json").is_file():
+        raise XstiltsError(f"encoder {init} for arm {arm!r} seed {seed} not found: run its intermediate stage first")
+    fp = fingerprint(train.tasks, "target", init, seed, _train_config(train, params), params)
+    done = out_dir / "metrics.json"
+    if done.is_file():
+        m = json.loads(done.read_text())
+        if m["train"].get("fingerprint") == fp and m.get("eval_code") == evaluation_code_hash():
+            print(f"target {args.target} arm {arm} seed {seed}: already evaluated -> {out_dir}")
+            return
+    if (model_dir / DONE).is_file() and not S.has_weights(model_dir):
+        (model_dir / DONE).unlink()  # weights discarded after an earlier evaluation: train again (same result)
+    with _tracker(params).run(f"target@{args.target}-{arm}-seed{seed}",
+                              _tags(args, params, phase="stage", seed=seed, **dict(t.split("=", 1) for t in tags))):
         cmd_train(train)
-        ev = argparse.Namespace(**{**vars(args), "model": train.out, "task": args.target,
-                                   "out": str(S.run_dir(args.target, args.arm, args.seed)), "languages": None,
-                                   "tag": list(args.tag or []) + tags})
+        ev = argparse.Namespace(**{**vars(args), "model": train.out, "task": args.target, "out": str(out_dir),
+                                   "languages": None, "tag": list(args.tag or []) + tags})
         cmd_evaluate(ev)
+        if not S.study_of(params).keep_target_models:
+            S.discard_weights(model_dir)
 
 
 def cmd_intermediate(args) -> None:
+    """Study stage of one intermediate arm: phase 2 from the base model for each seed (finished seeds skip)."""
     from . import study as S
 
+    params = _params(args)
     hpo = S.hpo_file("intermediate", args.arm)
-    train = argparse.Namespace(**{**vars(args), "phase": "intermediate", "tasks": None, "init": str(S.BASE),
-                                  "out": str(S.intermediate_dir(args.arm, args.seed)),
-                                  "hpo": str(hpo) if hpo.is_file() else None, "set": None,
-                                  "tag": list(args.tag or []) + [f"stage=intermediate@{args.arm}-{args.seed}"]})
-    cmd_train(train)
+    for arm, seed in _study_grid(params, args, [args.arm]):
+        train = argparse.Namespace(**{**vars(args), "phase": "intermediate", "tasks": None, "arm": arm, "seed": seed,
+                                      "init": str(S.BASE), "out": str(S.intermediate_dir(arm, seed)),
+                                      "hpo": str(hpo) if hpo.is_file() else None, "set": None,
+                                      "tag": list(args.tag or []) + [f"stage=intermediate@{arm}",
+                                                                     f"grid_cell={arm}-{seed}"]})
+        cmd_train(train)
 
 
 def cmd_collect(args) -> None:
@@ -189,6 +238,27 @@ def cmd_collect(args) -> None:
 
     r = collect(_params(args))
     print(f"collected {r['rows']} scores; {len(r['missing'])} runs missing; see results/study/summary.md")
+
+
+def cmd_stats(args) -> None:
+    """Study stage: significance of every arm's gain over the baseline; tables to results/stats/<study>/ and MLflow."""
+    from pathlib import Path
+
+    from .stats.analysis import analyse_study
+
+    params = _params(args)
+    with _tracker(params).run("stats", _tags(args, params, phase="stats", stage="stats")) as run:
+        r = analyse_study(params, n_resamples=args.resamples, seed=args.seed)
+        if run:
+            run.params({"resamples": args.resamples, "seed": args.seed})
+            for c in r["claims"]:
+                run.metrics({f"{c['target']}/{c['arm']}/{k}": c[k] for k in ("delta", "p", "p_adjusted")})
+            for f in sorted(Path(r["out_dir"]).iterdir()):
+                run.artifact(f)
+    for c in r["claims"]:
+        print(f"{c['target']:9s} {c['arm']:7s} Δ {c['delta']:+6.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] "
+              f"p {c['p']:.4f} (Holm {c['p_adjusted']:.4f}) languages {c['n_languages']} seeds {c['n_seeds']}")
+    print(f"-> {r['out_dir']}")
 
 
 def _apply_hpo(cfg, path):
@@ -242,35 +312,49 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_retrieval(args) -> None:
+    """One encoder (--encoder/--out), or the study stage: every arm and seed. The base encoder is deterministic, so
+    arm `none` is embedded once and its result copied to every seed (the pairing stays explicit)."""
+    from . import study as S
+
+    params = _params(args)
+    if args.encoder:
+        if not args.out:
+            raise XstiltsError("--encoder needs --out")
+        return _retrieval_run(args, params, args.encoder, args.out, dict(t.split("=", 1) for t in args.tag or []))
+    done: dict[str, str] = {}
+    for arm, seed in _study_grid(params, args, list(S.study_of(params).arms)):
+        encoder, out = S.encoder_for(arm, seed), S.run_dir(args.task, arm, seed)
+        if str(encoder) in done:
+            S.copy_run(done[str(encoder)], out)
+            print(f"{args.task} arm {arm} seed {seed}: same encoder as {done[str(encoder)]} (deterministic) -> {out}")
+            continue
+        _retrieval_run(args, params, str(encoder), str(out),
+                       {"arm": arm, "seed": seed, "stage": f"retrieval@{args.task}", "grid_cell": f"{arm}-{seed}"})
+        done[str(encoder)] = str(out)
+    if args.arm is None and args.seed is None:
+        S.write_target_metrics(params, args.task)
+
+
+def _retrieval_run(args, params, encoder: str, out_dir: str, extra_tags: dict) -> None:
+    from pathlib import Path
+
     from .evaluation.retrieval import run_retrieval
     from .tasks.registry import get_task
 
-    params = _params(args)
-    if args.arm:
-        from . import study as S
-
-        S.arm_tasks(params, args.arm)
-        args.encoder = args.encoder or str(S.encoder_for(args.arm, args.seed))
-        args.out = args.out or str(S.run_dir(args.task, args.arm, args.seed))
-        args.tag = list(args.tag or []) + [f"arm={args.arm}", f"seed={args.seed}",
-                                           f"stage=retrieval@{args.task}-{args.arm}-{args.seed}"]
-    if not args.encoder or not args.out:
-        raise XstiltsError("give --encoder and --out, or --arm and --seed")
     r = params.active.retrieval
     scoring = r.bucc_scoring if get_task(args.task).format == "bitext" else r.tatoeba_scoring
-    from pathlib import Path
-
-    tags = _tags(args, params, phase="retrieval", target=args.task, encoder=args.encoder)
+    tags = {**_tags(args, params, phase="retrieval", target=args.task, encoder=encoder), **extra_tags}
     with _tracker(params).run(f"retrieval:{args.task}", tags) as run:
-        out = run_retrieval(args.encoder, args.task, params.data.prepared_dir, args.out,
+        out = run_retrieval(encoder, args.task, params.data.prepared_dir, out_dir,
                             layer=r.layer if args.layer is None else args.layer,
                             pooling=args.pooling or r.pooling, scoring=scoring, k=r.k, batch_size=r.batch_size,
-                            max_length=r.max_length, progress=not args.quiet)
+                            max_length=r.max_length, precision=r.precision, progress=not args.quiet)
         if run:
-            run.params({k: out[k] for k in ("layer", "pooling", "scoring", "k", "max_length")})
-            _log_eval(run, out, Path(args.out), ("predictions", "xtreme", "metrics.json"))
-    print(f"{args.task}: mean {out['averages']['test']['all']:.2f} over {out['averages']['test']['n_languages']} "
-          f"languages (layer {out['layer']}, {out['pooling']} pooling, {out['scoring']})")
+            run.params({k: out[k] for k in ("layer", "pooling", "scoring", "k", "max_length", "precision")})
+            _log_eval(run, out, Path(out_dir), ("predictions", "xtreme", "metrics.json"))
+    print(f"{args.task} {encoder}: mean {out['averages']['test']['all']:.2f} over "
+          f"{out['averages']['test']['n_languages']} languages (layer {out['layer']}, {out['pooling']} pooling, "
+          f"{out['scoring']})")
 
 
 def _log_eval(run, out: dict, out_dir, artifacts) -> None:
@@ -358,29 +442,34 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--encoder")
     rv.add_argument("--task", required=True, choices=["tatoeba", "bucc2018"])
     rv.add_argument("--out")
-    rv.add_argument("--arm", help="study stage: the arm's encoder (base for none), results/runs/<task>/<arm>/seed<s>")
-    rv.add_argument("--seed", type=int, default=1)
+    rv.add_argument("--arm", help="the arm's encoder (base for none) -> results/runs/<task>/<arm>/seed<s>; without "
+                    "--encoder and --arm: every arm and seed of the study (the study stage)")
+    rv.add_argument("--seed", type=int, help="with --arm: one seed (default: every seed)")
     rv.add_argument("--layer", type=int, default=None)
     rv.add_argument("--pooling", choices=["cls", "mean"], default=None)
     rv.add_argument("--tag", nargs="*", metavar="KEY=VALUE", help="extra MLflow tags (arm=sick, stage=...)")
     rv.add_argument("--quiet", action="store_true")
     rv.set_defaults(func=cmd_retrieval)
 
-    def stage(name, help, func):  # the study's per-(arm, seed) stage commands share their options
+    def stage(name, help, func, arm_required=False):  # the study's stage commands share their options
         sp = sub.add_parser(name, help=help)
-        sp.add_argument("--arm", required=True)
-        sp.add_argument("--seed", type=int, required=True)
+        sp.add_argument("--arm", required=arm_required, help="one arm (default: every arm of the study)")
+        sp.add_argument("--seed", type=int, help="one seed (default: every seed of the study)")
         sp.add_argument("--tag", nargs="*", metavar="KEY=VALUE")
         sp.add_argument("--quiet", action="store_true")
         sp.set_defaults(func=func)
         return sp
 
-    stage("target", "study stage: target phase from an arm's encoder + zero-shot evaluation",
+    stage("target", "study stage: target phase from each arm's encoder + zero-shot evaluation, per seed",
           cmd_target).add_argument("--target", required=True)
-    stage("intermediate", "study stage: an arm's intermediate phase", cmd_intermediate)
+    stage("intermediate", "study stage: an arm's intermediate phase, per seed", cmd_intermediate, arm_required=True)
 
     co = sub.add_parser("collect", help="study stage: tidy scores of all runs + arm x target summary")
     co.set_defaults(func=cmd_collect)
+    st = sub.add_parser("stats", help="study stage: gains over the baseline with CIs, tests and corrections")
+    st.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    st.add_argument("--seed", type=int, default=0)
+    st.set_defaults(func=cmd_stats)
 
     t = sub.add_parser("tasks", help="list the task registry")
     t.set_defaults(func=cmd_tasks)

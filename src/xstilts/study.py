@@ -51,12 +51,55 @@ def target_model_dir(target: str, arm: str, seed: int) -> Path:
     return Path("models/target") / target / arm / f"seed{seed}"
 
 
+WEIGHT_FILES = ("encoder/model.safetensors", "heads.pt")
+
+
+def has_weights(model_dir: Path) -> bool:
+    return all((Path(model_dir) / f).is_file() for f in WEIGHT_FILES)
+
+
+def discard_weights(model_dir: Path) -> None:
+    """Drop a finished target phase's weights once it is evaluated; its history, metrics and head specs stay."""
+    for f in WEIGHT_FILES:
+        (Path(model_dir) / f).unlink(missing_ok=True)
+
+
+def copy_run(src: str | Path, dst: str | Path) -> None:
+    """A deterministic run's results under another seed's folder (replaced atomically)."""
+    import shutil
+
+    from .atomic import atomic_dir
+
+    with atomic_dir(Path(dst)) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
 def run_dir(target: str, arm: str, seed: int) -> Path:
     return Path("results/runs") / target / arm / f"seed{seed}"
 
 
 def hpo_file(phase: str, name: str) -> Path:
     return Path("results/hpo") / phase / f"{name}.yaml"
+
+
+def write_target_metrics(params: Params, target: str, root: str | Path = "results/runs",
+                         out_dir: str | Path = "results/metrics") -> dict:
+    """One target's zero-shot results as DVC metrics: per arm and seed, the average over non-English test languages
+    and each language's primary score (`dvc metrics diff` compares them across experiments)."""
+    study = study_of(params)
+    out: dict = {}
+    for arm in study.arms:
+        for seed in study.seeds:
+            f = Path(root) / target / arm / f"seed{seed}" / "metrics.json"
+            if not f.is_file():
+                continue
+            m = json.loads(f.read_text())
+            key = primary(m["metric"])
+            per_lang = {l: v[key] for l, v in m["splits"].get("test", {}).items()}
+            zs = [v for l, v in per_lang.items() if l != "en"]
+            out.setdefault(arm, {})[f"seed{seed}"] = {"zero_shot": float(np.mean(zs)) if zs else None, **per_lang}
+    write_json(Path(out_dir) / f"{target}.json", {"target": target, "profile": params.profile, "arms": out})
+    return out
 
 
 def collect(params: Params, root: str | Path = "results/runs", out_dir: str | Path = "results/study") -> dict:

@@ -20,6 +20,7 @@ from ..atomic import atomic_file, write_json
 from ..data.prepare import load_meta, load_split
 from ..errors import XstiltsError
 from ..models.heads import pool
+from ..models.multitask import autocast
 from ..tasks.registry import get_task
 from . import metrics as M
 from .export import export_predictions
@@ -27,7 +28,7 @@ from .export import export_predictions
 
 @torch.no_grad()
 def embed(encoder, tok, texts: list[str], layer: int, pooling: str, batch_size: int = 64, max_length: int = 128,
-          desc: str = "embed", progress: bool = True) -> np.ndarray:
+          desc: str = "embed", progress: bool = True, precision: str = "fp32") -> np.ndarray:
     """L2-normalised sentence embeddings from hidden layer `layer` (0 = embeddings, -1 = last)."""
     encoder.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -38,8 +39,9 @@ def embed(encoder, tok, texts: list[str], layer: int, pooling: str, batch_size: 
     for s in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=not progress):
         idx = order[s:s + batch_size]
         b = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        h = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True)
-        e = pool(h.hidden_states[layer], b["attention_mask"], pooling)
+        with autocast(encoder, precision):
+            h = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True)
+        e = pool(h.hidden_states[layer].float(), b["attention_mask"], pooling)
         out[idx] = torch.nn.functional.normalize(e, dim=-1).numpy()
     return out
 
@@ -66,7 +68,7 @@ def best_targets(src: np.ndarray, tgt: np.ndarray, scoring: str, k: int) -> tupl
 
 def run_retrieval(encoder_dir: str | Path, task: str, prepared_dir: str, out_dir: str | Path, layer: int = -1,
                   pooling: str = "mean", scoring: str | None = None, k: int = 4, batch_size: int = 64,
-                  max_length: int = 128, progress: bool = True) -> dict:
+                  max_length: int = 128, precision: str = "fp32", progress: bool = True) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
     encoder_dir, out_dir = Path(encoder_dir), Path(out_dir)
@@ -83,7 +85,7 @@ def run_retrieval(encoder_dir: str | Path, task: str, prepared_dir: str, out_dir
     for lang in meta["languages"]["test"]:
         recs = load_split(prepared_dir, task, "test", lang)
         emb = lambda texts, side: embed(encoder, tok, texts, layer, pooling, batch_size, max_length,
-                                        desc=f"{task} {lang} {side}", progress=progress)
+                                        desc=f"{task} {lang} {side}", progress=progress, precision=precision)
         if spec.format == "retrieval":
             src, tgt = emb([r["source"] for r in recs], "src"), emb([r["target"] for r in recs], "en")
             n_sent += 2 * len(recs)
@@ -121,7 +123,7 @@ def run_retrieval(encoder_dir: str | Path, task: str, prepared_dir: str, out_dir
     seconds = time.perf_counter() - t0
     key = "accuracy" if spec.format == "retrieval" else "f1"
     out = {"task": task, "metric": spec.metric, "encoder": str(encoder_dir), "stand_in": spec.stand_in,
-           "layer": layer, "pooling": pooling, "scoring": scoring, "k": k, "max_length": max_length,
+           "layer": layer, "pooling": pooling, "scoring": scoring, "k": k, "max_length": max_length, "precision": precision,
            "splits": {"test": results},
            "averages": {"test": {"all": float(np.mean([m[key] for m in results.values()])),
                                  "n_languages": len(results)}},

@@ -27,6 +27,17 @@ from .predict import predict, primary, score
 EVAL_ROLES = ("test", "test_dev")
 
 
+def evaluation_code_hash() -> str:
+    """What the scores depend on besides the model: features, prediction and metric code (a change re-evaluates)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    pkg = Path(__file__).resolve().parents[1]
+    for f in sorted([*pkg.glob("evaluation/*.py"), pkg / "data" / "features.py"]):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: str | Path,
                    languages: list[str] | None = None, progress: bool = True) -> dict:
     from transformers import AutoTokenizer
@@ -43,6 +54,7 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
     meta = load_meta(params.data.prepared_dir, task)
     tok = AutoTokenizer.from_pretrained(model_dir / "encoder")
     model = MultiTaskModel.load(model_dir)
+    model.precision = cfg.get("precision", "fp32")
     head = model.head_for(task)
     label_names = model.specs[head].label_names
     key = primary(spec.metric)
@@ -87,7 +99,9 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
                           "n_languages": len(vals)}
     out = {
         "task": task, "metric": spec.metric, "primary": key, "model": str(model_dir), "stand_in": spec.stand_in,
-        "train": {k: train[k] for k in ("phase", "tasks", "seed", "init", "dev", "best_step", "steps")},
+        "train": {k: train.get(k) for k in ("phase", "tasks", "seed", "init", "dev", "best_step", "steps",
+                                            "fingerprint")},
+        "eval_code": evaluation_code_hash(),
         "splits": results, "averages": averages,
         "timing": {**timing, "examples_per_s": timing["examples"] / timing["seconds"] if timing["seconds"] else None,
                    "tokens_per_s": timing["tokens"] / timing["seconds"] if timing["seconds"] else None,

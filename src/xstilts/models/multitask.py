@@ -19,6 +19,12 @@ from ..errors import XstiltsError
 from . import heads as H
 
 
+def autocast(module: nn.Module, precision: str):
+    """The context a forward pass of `module` runs in: bf16 autocast (weights stay fp32) or nothing."""
+    device = next(module.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @dataclass
 class HeadSpec:
     name: str
@@ -54,6 +60,7 @@ class MultiTaskModel(nn.Module):
         self.encoder = encoder
         self.specs = {s.name: s for s in specs}
         self.heads = nn.ModuleDict({s.name: build_head(s, encoder) for s in specs})
+        self.precision = "fp32"
 
     def head_for(self, task: str) -> str:
         for name, spec in self.specs.items():
@@ -62,7 +69,9 @@ class MultiTaskModel(nn.Module):
         raise XstiltsError(f"no head serves task {task!r}; heads: {', '.join(self.specs)}")
 
     def encode(self, batch) -> torch.Tensor:
-        return self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        with autocast(self.encoder, self.precision):
+            h = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        return h.float()  # heads and losses stay fp32
 
     def forward(self, head: str, batch) -> tuple[torch.Tensor | None, object]:
         spec = self.specs[head]

@@ -184,6 +184,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
         head_of["mlm"] = "mlm"
     model = MultiTaskModel(encoder, specs)
     model = set_trainable(model, cfg.mode, cfg.lora_r, cfg.lora_alpha)
+    model.precision = cfg.precision
 
     sizes = {name: len(f) for name, f in streams.items()}
     probs = sampler_probs(sizes, cfg)

@@ -1,0 +1,80 @@
+"""`stats.analysis` on a study's run folders: a planted gain is found, a null arm is not, files are tidy."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from xstilts.config import load_params
+from xstilts.stats.analysis import analyse_study
+
+from conftest import REPO
+
+LANGS = [f"l{i}" for i in range(10)]
+
+
+def _with_study(**update):
+    params = load_params(REPO / "params.yaml")
+    return params.model_copy(update={"study": params.study.model_copy(update=update)})
+
+
+def _write_run(root, target, arm, seed, acc_by_lang, rng, n=120):
+    run = root / target / arm / f"seed{seed}"
+    splits = {}
+    for lang, acc in acc_by_lang.items():
+        correct = rng.binomial(1, acc, n)
+        (run / "predictions" / "test").mkdir(parents=True, exist_ok=True)
+        with open(run / "predictions" / "test" / f"{lang}.jsonl", "w") as fh:
+            for i, c in enumerate(correct):
+                fh.write(json.dumps({"id": str(i), "prediction": "a", "gold": "a" if c else "b", "correct": int(c)}) + "\n")
+        splits[lang] = {"accuracy": 100 * correct.mean(), "n": n}
+    (run / "metrics.json").write_text(json.dumps({
+        "task": target, "metric": "accuracy", "primary": "accuracy", "splits": {"test": splits},
+        "train": {"seed": seed, "dev": {target: {"accuracy": 60 + rng.normal()}}}}))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    params = _with_study(targets=["xnli"], retrieval=[], arms={"none": [], "good": ["sick"], "same": ["siqa"]},
+                         seeds=[1, 2, 3])
+    rng = np.random.default_rng(1)  # fixed draw; a null arm still rejects in ~5 % of draws by design
+    base = {l: 0.5 + 0.02 * i for i, l in enumerate(LANGS)}
+    for s in params.study.seeds:
+        _write_run(root, "xnli", "none", s, base, rng)
+        _write_run(root, "xnli", "good", s, {l: a + 0.12 for l, a in base.items()}, rng)
+        _write_run(root, "xnli", "same", s, base, rng)
+    out = tmp_path_factory.mktemp("stats")
+    return analyse_study(params, root, out, n_resamples=500, metrics_file=out / "stats.json"), params
+
+
+def test_a_planted_gain_is_significant_and_a_null_arm_is_not(study):
+    r, _ = study
+    claims = {c["arm"]: c for c in r["claims"]}
+    assert set(claims) == {"good", "same"}
+    good, same = claims["good"], claims["same"]
+    assert 8 < good["delta"] < 16 and good["ci_low"] > 0 and good["p_adjusted"] < 0.05
+    assert good["n_languages"] == 10 and good["n_seeds"] == 3 and good["adjustment"] == "holm"
+    assert same["ci_low"] < 0 < same["ci_high"] and same["p_adjusted"] > 0.05
+    assert good["replicability"] >= 5 and good["aso_epsilon_min"] < 0.2
+    t = r["targets"]["xnli"]
+    assert t["mixed_model"]["converged"] and t["mixed_model"]["effects"]["good"]["p"] < 0.001
+    assert t["arms"]["good"]["per_language"]["l0"]["n_examples"] == 120
+
+
+def test_stats_files_are_tidy(study):
+    r, _ = study
+    from pathlib import Path
+
+    out = Path(r["out_dir"])
+    assert json.loads((out / "xnli.json").read_text())["arms"]["good"]["across"]["adjustment"].startswith("holm")
+    rows = list(csv.DictReader(open(out / "per_language.csv")))
+    assert len(rows) == 2 * len(LANGS) and {"delta", "ci_low", "ci_high", "p", "p_adjusted", "adjustment"} <= set(rows[0])
+
+
+def test_no_baseline_is_a_clear_error(tmp_path):
+    params = _with_study(targets=["xnli"], retrieval=[])
+    _write_run(tmp_path, "xnli", "nli", 1, {"de": 0.5}, np.random.default_rng(0))
+    with pytest.raises(Exception, match="no baseline"):
+        analyse_study(params, tmp_path, tmp_path / "out", metrics_file=tmp_path / "m.json")

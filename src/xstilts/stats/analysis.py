@@ -111,10 +111,10 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
         zs = lambda a: [float(np.mean([score(a, s, l) for l in g_langs])) for s in paired] if g_langs else []
         res["seed_scores"] = {"arm": zs(arm), "baseline": zs(BASELINE)}
         res["aso_epsilon_min"] = C.aso_epsilon(zs(arm), zs(BASELINE), seed=seed) if len(paired) >= 2 else None
-        dev = [metrics[(arm, s)]["train"].get("dev") or {} for s in paired]
+        dev = [(metrics[(arm, s)].get("train") or {}).get("dev") or {} for s in paired]
         res["dev"] = float(np.mean([list(d.values())[0].get(key, np.nan) for d in dev if d])) if any(dev) else None
         out["arms"][arm] = res
-    base_dev = [metrics[(BASELINE, s)]["train"].get("dev") or {} for s in seeds if (BASELINE, s) in metrics]
+    base_dev = [(metrics[(BASELINE, s)].get("train") or {}).get("dev") or {} for s in seeds if (BASELINE, s) in metrics]
     out["baseline_dev"] = float(np.mean([list(d.values())[0].get(key, np.nan) for d in base_dev if d])) \
         if any(base_dev) else None
     if len({r["arm"] for r in scores_rows}) > 1 and len(langs) > 1:

@@ -104,25 +104,29 @@ def _train_config(args, params):
 
 
 def cmd_train(args) -> None:
-    from .training.runner import run_phase
-
     params = _params(args)
     _resolve_arm(args, params)
-    cfg = _train_config(args, params)
+    _train(args, params)
+
+
+def _train(args, params) -> None:
+    """One phase with tracking; skipped when a run of exactly this recipe, init, seed and data is finished."""
     from pathlib import Path
 
     from .tasks.registry import get_task
     from .tracking import RUN_ID_FILE
-    from .training.runner import claim_out_dir, finished, fingerprint
+    from .training.runner import claim_out_dir, finished_run, fingerprint, run_phase
 
+    cfg = _train_config(args, params)
     out = Path(args.out)
-    if finished(args.tasks, args.phase, args.init, out, args.seed, cfg, params):
-        print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: already done -> {args.out}")
-        return
     if not (Path(args.init) / "config.json").is_file():
         raise XstiltsError(f"initial model {args.init} not found (expected a Hugging Face folder with config.json)")
+    fp = fingerprint(args.tasks, args.phase, Path(args.init), args.seed, cfg, params)
+    if finished_run(out, fp):
+        print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: already done -> {args.out}")
+        return
     # before the MLflow run opens: a changed recipe must not resume the old run (MLflow params are immutable)
-    claim_out_dir(out, fingerprint(args.tasks, args.phase, Path(args.init), args.seed, cfg, params))
+    claim_out_dir(out, fp)
     stand_ins = {t: get_task(t).stand_in for t in args.tasks if get_task(t).stand_in}
     tags = _tags(args, params, phase=args.phase, tasks="+".join(args.tasks), seed=args.seed,
                  stand_ins=json.dumps(stand_ins) if stand_ins else None)
@@ -161,11 +165,14 @@ def _study_grid(params, args, arms) -> list[tuple[str, int]]:
     """(arm, seed) pairs a study stage runs: `--arm`/`--seed` pick one, otherwise every arm and seed (paired)."""
     from . import study as S
 
-    study = S.study_of(params)
-    for a in [args.arm] if args.arm else []:
-        S.arm_tasks(params, a)
-    seeds = [args.seed] if args.seed is not None else study.seeds
+    if args.arm:
+        S.arm_tasks(params, args.arm)  # an unknown arm fails here, naming the study's arms
+    seeds = [args.seed] if args.seed is not None else S.study_of(params).seeds
     return [(a, s) for a in ([args.arm] if args.arm else arms) for s in seeds]
+
+
+def _as_tag_args(tags: dict) -> list[str]:
+    return [f"{k}={v}" for k, v in tags.items()]
 
 
 def cmd_target(args) -> None:
@@ -185,37 +192,34 @@ def cmd_target(args) -> None:
 def _target_run(args, params, arm: str, seed: int) -> None:
     from . import study as S
     from .evaluation.zero_shot import evaluation_code_hash
-    from .training.runner import DONE, fingerprint
+    from .training.runner import discard_weights, fingerprint
 
     tasks = S.arm_tasks(params, arm)
     init = S.encoder_for(arm, seed)
     hpo = S.hpo_file("target", args.target)
     model_dir, out_dir = S.target_model_dir(args.target, arm, seed), S.run_dir(args.target, arm, seed)
-    tags = [f"arm={arm}", f"intermediate_tasks={'+'.join(tasks) or 'none'}", f"target={args.target}",
-            f"stage=target@{args.target}", f"grid_cell={args.target}-{arm}-{seed}"]
+    tags = {"arm": arm, "intermediate_tasks": "+".join(tasks) or "none", "target": args.target,
+            "stage": f"target@{args.target}", "grid_cell": f"{args.target}-{arm}-{seed}"}
+    tag_args = list(args.tag or []) + _as_tag_args(tags)
     train = argparse.Namespace(**{**vars(args), "phase": "target", "tasks": [args.target], "arm": None, "seed": seed,
                                   "init": str(init), "out": str(model_dir),
-                                  "hpo": str(hpo) if hpo.is_file() else None, "set": None,
-                                  "tag": list(args.tag or []) + tags})
+                                  "hpo": str(hpo) if hpo.is_file() else None, "set": None, "tag": tag_args})
     if not (init / "config.json").is_file():
         raise XstiltsError(f"encoder {init} for arm {arm!r} seed {seed} not found: run its intermediate stage first")
-    fp = fingerprint(train.tasks, "target", init, seed, _train_config(train, params), params)
     done = out_dir / "metrics.json"
     if done.is_file():
         m = json.loads(done.read_text())
+        fp = fingerprint(train.tasks, "target", init, seed, _train_config(train, params), params)
         if m["train"].get("fingerprint") == fp and m.get("eval_code") == evaluation_code_hash():
             print(f"target {args.target} arm {arm} seed {seed}: already evaluated -> {out_dir}")
             return
-    if (model_dir / DONE).is_file() and not S.has_weights(model_dir):
-        (model_dir / DONE).unlink()  # weights discarded after an earlier evaluation: train again (same result)
     with _tracker(params).run(f"target@{args.target}-{arm}-seed{seed}",
-                              _tags(args, params, phase="stage", seed=seed, **dict(t.split("=", 1) for t in tags))):
-        cmd_train(train)
-        ev = argparse.Namespace(**{**vars(args), "model": train.out, "task": args.target, "out": str(out_dir),
-                                   "languages": None, "tag": list(args.tag or []) + tags})
-        cmd_evaluate(ev)
+                              _tags(args, params, phase="stage", seed=seed, **tags)):
+        _train(train, params)
+        _evaluate(argparse.Namespace(**{**vars(args), "model": train.out, "task": args.target, "out": str(out_dir),
+                                        "languages": None, "tag": tag_args}), params)
         if not S.study_of(params).keep_target_models:
-            S.discard_weights(model_dir)
+            discard_weights(model_dir)
 
 
 def cmd_intermediate(args) -> None:
@@ -228,9 +232,10 @@ def cmd_intermediate(args) -> None:
         train = argparse.Namespace(**{**vars(args), "phase": "intermediate", "tasks": None, "arm": arm, "seed": seed,
                                       "init": str(S.BASE), "out": str(S.intermediate_dir(arm, seed)),
                                       "hpo": str(hpo) if hpo.is_file() else None, "set": None,
-                                      "tag": list(args.tag or []) + [f"stage=intermediate@{arm}",
-                                                                     f"grid_cell={arm}-{seed}"]})
-        cmd_train(train)
+                                      "tag": list(args.tag or []) + _as_tag_args({"stage": f"intermediate@{arm}",
+                                                                                  "grid_cell": f"{arm}-{seed}"})})
+        _resolve_arm(train, params)
+        _train(train, params)
 
 
 def cmd_collect(args) -> None:
@@ -294,11 +299,14 @@ def cmd_tune(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluation.zero_shot import evaluate_model
+    _evaluate(args, _params(args))
 
+
+def _evaluate(args, params) -> None:
     from pathlib import Path
 
-    params = _params(args)
+    from .evaluation.zero_shot import evaluate_model
+
     tags = _tags(args, params, phase="evaluate", target=args.task)
     with _tracker(params).run(f"evaluate:{args.task}", tags) as run:
         out = evaluate_model(args.model, args.task, params, args.out, args.languages, progress=not args.quiet)
@@ -320,7 +328,7 @@ def cmd_retrieval(args) -> None:
     if args.encoder:
         if not args.out:
             raise XstiltsError("--encoder needs --out")
-        return _retrieval_run(args, params, args.encoder, args.out, dict(t.split("=", 1) for t in args.tag or []))
+        return _retrieval_run(args, params, args.encoder, args.out, {})
     done: dict[str, str] = {}
     for arm, seed in _study_grid(params, args, list(S.study_of(params).arms)):
         encoder, out = S.encoder_for(arm, seed), S.run_dir(args.task, arm, seed)

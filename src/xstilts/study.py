@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_file, write_json
+from .atomic import atomic_dir, atomic_file, write_json
 from .config import Params
 from .errors import XstiltsError, unknown
 from .evaluation.predict import primary
@@ -51,53 +52,49 @@ def target_model_dir(target: str, arm: str, seed: int) -> Path:
     return Path("models/target") / target / arm / f"seed{seed}"
 
 
-WEIGHT_FILES = ("encoder/model.safetensors", "heads.pt")
-
-
-def has_weights(model_dir: Path) -> bool:
-    return all((Path(model_dir) / f).is_file() for f in WEIGHT_FILES)
-
-
-def discard_weights(model_dir: Path) -> None:
-    """Drop a finished target phase's weights once it is evaluated; its history, metrics and head specs stay."""
-    for f in WEIGHT_FILES:
-        (Path(model_dir) / f).unlink(missing_ok=True)
-
-
 def copy_run(src: str | Path, dst: str | Path) -> None:
     """A deterministic run's results under another seed's folder (replaced atomically)."""
-    import shutil
-
-    from .atomic import atomic_dir
-
     with atomic_dir(Path(dst)) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
-def run_dir(target: str, arm: str, seed: int) -> Path:
-    return Path("results/runs") / target / arm / f"seed{seed}"
+def run_dir(target: str, arm: str, seed: int, root: str | Path = "results/runs") -> Path:
+    return Path(root) / target / arm / f"seed{seed}"
 
 
 def hpo_file(phase: str, name: str) -> Path:
     return Path("results/hpo") / phase / f"{name}.yaml"
 
 
+def run_metrics(params: Params, target: str, root: str | Path = "results/runs") -> tuple[dict, list[str]]:
+    """A target's finished runs: {(arm, seed): metrics.json} over the study grid, and the missing runs' files."""
+    study = study_of(params)
+    found, missing = {}, []
+    for arm in study.arms:
+        for seed in study.seeds:
+            f = run_dir(target, arm, seed, root) / "metrics.json"
+            if f.is_file():
+                found[(arm, seed)] = json.loads(f.read_text())
+            else:
+                missing.append(str(f))
+    return found, missing
+
+
+def zero_shot_scores(m: dict) -> dict[str, float]:
+    """A run's primary test score per language, English excluded (the zero-shot languages)."""
+    key = primary(m["metric"])
+    return {l: v[key] for l, v in m["splits"].get("test", {}).items() if l != "en"}
+
+
 def write_target_metrics(params: Params, target: str, root: str | Path = "results/runs",
                          out_dir: str | Path = "results/metrics") -> dict:
     """One target's zero-shot results as DVC metrics: per arm and seed, the average over non-English test languages
     and each language's primary score (`dvc metrics diff` compares them across experiments)."""
-    study = study_of(params)
     out: dict = {}
-    for arm in study.arms:
-        for seed in study.seeds:
-            f = Path(root) / target / arm / f"seed{seed}" / "metrics.json"
-            if not f.is_file():
-                continue
-            m = json.loads(f.read_text())
-            key = primary(m["metric"])
-            per_lang = {l: v[key] for l, v in m["splits"].get("test", {}).items()}
-            zs = [v for l, v in per_lang.items() if l != "en"]
-            out.setdefault(arm, {})[f"seed{seed}"] = {"zero_shot": float(np.mean(zs)) if zs else None, **per_lang}
+    for (arm, seed), m in run_metrics(params, target, root)[0].items():
+        per_lang = zero_shot_scores(m)
+        out.setdefault(arm, {})[f"seed{seed}"] = {"zero_shot": float(np.mean(list(per_lang.values())))
+                                                  if per_lang else None, **per_lang}
     write_json(Path(out_dir) / f"{target}.json", {"target": target, "profile": params.profile, "arms": out})
     return out
 
@@ -108,20 +105,16 @@ def collect(params: Params, root: str | Path = "results/runs", out_dir: str | Pa
     study = study_of(params)
     rows, missing = [], []
     for target in study.targets + study.retrieval:
-        for arm in study.arms:
-            for seed in study.seeds:
-                f = Path(root) / target / arm / f"seed{seed}" / "metrics.json"
-                if not f.is_file():
-                    missing.append(str(f))
-                    continue
-                m = json.loads(f.read_text())
-                for split, per_lang in m["splits"].items():
-                    for lang, vals in per_lang.items():
-                        for metric, value in vals.items():
-                            if isinstance(value, (int, float)) and metric not in ("n", "tp", "n_pred", "n_gold"):
-                                rows.append({"arm": arm, "target": target, "split": split, "language": lang,
-                                             "seed": seed, "metric": metric, "value": value,
-                                             "primary": metric == primary(m["metric"])})
+        runs, lost = run_metrics(params, target, root)
+        missing += lost
+        for (arm, seed), m in runs.items():
+            for split, per_lang in m["splits"].items():
+                for lang, vals in per_lang.items():
+                    for metric, value in vals.items():
+                        if isinstance(value, (int, float)) and metric not in ("n", "tp", "n_pred", "n_gold"):
+                            rows.append({"arm": arm, "target": target, "split": split, "language": lang,
+                                         "seed": seed, "metric": metric, "value": value,
+                                         "primary": metric == primary(m["metric"])})
     out_dir = Path(out_dir)
     with atomic_file(out_dir / "scores.csv") as fh:
         w = csv.DictWriter(fh, fieldnames=["arm", "target", "split", "language", "seed", "metric", "value", "primary"])

@@ -7,6 +7,7 @@ export of the test split, and config.json (what was evaluated, how).
 
 from __future__ import annotations
 
+import functools
 import json
 import resource
 import time
@@ -27,6 +28,7 @@ from .predict import predict, primary, score
 EVAL_ROLES = ("test", "test_dev")
 
 
+@functools.cache  # the code does not change within a process
 def evaluation_code_hash() -> str:
     """What the scores depend on besides the model: features, prediction and metric code (a change re-evaluates)."""
     import hashlib

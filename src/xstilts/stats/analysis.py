@@ -14,6 +14,7 @@ Writes results/stats/<study>/<target>.json (DVC metrics), claims.csv and per_lan
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from ..atomic import atomic_file, write_json
 from ..config import Params
 from ..errors import XstiltsError
 from ..evaluation.predict import primary
-from ..study import study_of
+from ..study import run_dir, run_metrics, study_of
 from . import core as C
 
 BASELINE = "none"
@@ -46,6 +47,12 @@ def _pieces(run: Path, lang: str, metric: str) -> dict[str, np.ndarray] | None:
     return {r["id"]: row for r, row in zip(recs, p)}
 
 
+def _mean_dev(runs: list[dict], key: str) -> float | None:
+    """Mean over seeds of the English-dev score the target phase selected on (retrieval runs have none)."""
+    devs = [d[key] for m in runs for d in ((m.get("train") or {}).get("dev") or {}).values() if key in d]
+    return float(np.mean(devs)) if devs else None
+
+
 def _aligned(runs_a: list[dict], runs_b: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """(seeds, n, 2) pieces of both arms on the test examples every run scored, in one order."""
     ids = sorted(set.intersection(*[set(r) for r in runs_a + runs_b]))
@@ -56,13 +63,14 @@ def _aligned(runs_a: list[dict], runs_b: list[dict]) -> tuple[np.ndarray, np.nda
 def analyse_target(params: Params, target: str, root: Path, n_resamples: int, seed: int) -> dict:
     study = study_of(params)
     seeds = study.seeds
-    runs = {(a, s): root / target / a / f"seed{s}" for a in study.arms for s in seeds}
-    metrics = {k: json.loads((p / "metrics.json").read_text()) for k, p in runs.items() if (p / "metrics.json").is_file()}
-    missing = sorted(f"{a}/seed{s}" for (a, s) in runs if (a, s) not in metrics)
+    metrics, missing = run_metrics(params, target, root)
     if not any(a == BASELINE for a, _ in metrics):
         raise XstiltsError(f"{target}: no baseline (arm {BASELINE!r}) runs under {root / target}: run the study first")
     any_m = next(iter(metrics.values()))
     metric, key = any_m["metric"], primary(any_m["metric"])
+    # every arm is compared with the same baseline runs: read each prediction file once
+    pieces = functools.cache(lambda a, s, lang: _pieces(run_dir(target, a, s, root), lang, metric))
+    dev = {a: _mean_dev([m for (b, _), m in metrics.items() if b == a], key) for a in study.arms}
 
     def score(a, s, lang):
         return metrics[(a, s)]["splits"]["test"].get(lang, {}).get(key)
@@ -83,8 +91,8 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
         res: dict = {"n_seeds": len(paired), "per_language": {}}
         # per language: example-level bootstrap, pooled over seeds and per seed
         for lang in langs:
-            pa = [_pieces(runs[(arm, s)], lang, metric) for s in paired]
-            pb = [_pieces(runs[(BASELINE, s)], lang, metric) for s in paired]
+            pa = [pieces(arm, s, lang) for s in paired]
+            pb = [pieces(BASELINE, s, lang) for s in paired]
             if any(x is None for x in pa + pb):
                 continue
             A, B = _aligned(pa, pb)
@@ -111,18 +119,13 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
         zs = lambda a: [float(np.mean([score(a, s, l) for l in g_langs])) for s in paired] if g_langs else []
         res["seed_scores"] = {"arm": zs(arm), "baseline": zs(BASELINE)}
         res["aso_epsilon_min"] = C.aso_epsilon(zs(arm), zs(BASELINE), seed=seed) if len(paired) >= 2 else None
-        dev = [(metrics[(arm, s)].get("train") or {}).get("dev") or {} for s in paired]
-        res["dev"] = float(np.mean([list(d.values())[0].get(key, np.nan) for d in dev if d])) if any(dev) else None
+        res["dev"] = dev[arm]
         out["arms"][arm] = res
-    base_dev = [(metrics[(BASELINE, s)].get("train") or {}).get("dev") or {} for s in seeds if (BASELINE, s) in metrics]
-    out["baseline_dev"] = float(np.mean([list(d.values())[0].get(key, np.nan) for d in base_dev if d])) \
-        if any(base_dev) else None
+    out["baseline_dev"] = dev[BASELINE]
     if len({r["arm"] for r in scores_rows}) > 1 and len(langs) > 1:
         out["mixed_model"] = C.mixed_model(scores_rows)
-    dev = {a: r["dev"] for a, r in out["arms"].items() if r.get("dev") is not None}
-    if out.get("baseline_dev") is not None:
-        dev[BASELINE] = out["baseline_dev"]
-    out["selection"] = C.select_on_dev(dev, {a: r["across"] for a, r in out["arms"].items() if "across" in r})
+    out["selection"] = C.select_on_dev({a: d for a, d in dev.items() if d is not None},
+                                       {a: r["across"] for a, r in out["arms"].items() if "across" in r})
     return out
 
 

@@ -11,7 +11,6 @@ a resample is a matrix product of resampling counts with the pieces: no Python l
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -270,7 +269,3 @@ def select_on_dev(dev: dict[str, float], test_gain: dict[str, dict]) -> dict:
     naive = max(test_gain, key=lambda a: test_gain[a]["delta"]) if test_gain else None
     return {"chosen_on_dev": chosen, "dev": dev[chosen], "test": test_gain.get(chosen),
             "naive_test_max": naive, "naive_differs": naive != chosen}
-
-
-def fmt_p(p: float) -> str:
-    return "–" if p is None or (isinstance(p, float) and math.isnan(p)) else (f"{p:.3f}" if p >= 0.001 else "<0.001")

@@ -161,10 +161,9 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
         raise XstiltsError(f"initial model {init_dir} not found (expected a Hugging Face folder with config.json)")
     cfg = cfg or params.active.training.resolve(phase, task_names)
     fp = fingerprint(task_names, phase, init_dir, seed, cfg, params)
-    if (out_dir / DONE).is_file():
-        done = json.loads((out_dir / DONE).read_text())
-        if done.get("fingerprint") == fp:
-            return done
+    done = finished_run(out_dir, fp)
+    if done:
+        return done
     claim_out_dir(out_dir, fp)
     random.seed(seed)
     np.random.seed(seed)
@@ -334,13 +333,27 @@ def fingerprint(task_names, phase, init_dir: Path, seed: int, cfg: TrainConfig, 
     return h.hexdigest()[:16]
 
 
-def finished(task_names, phase, init_dir, out_dir, seed: int, cfg: TrainConfig, params: Params) -> dict | None:
-    """The train_metrics of a finished run of exactly this phase in out_dir, else None."""
-    done = Path(out_dir) / DONE
-    if not done.is_file() or not (Path(init_dir) / "config.json").is_file():
+def finished_run(out_dir: Path, fp: str) -> dict | None:
+    """train_metrics of a finished run with fingerprint fp whose weights are still there (a study may drop
+    evaluated target weights: then the run counts as not done and trains again, with the same result)."""
+    done = out_dir / DONE
+    if not done.is_file() or not has_weights(out_dir):
         return None
     m = json.loads(done.read_text())
-    return m if m.get("fingerprint") == fingerprint(task_names, phase, Path(init_dir), seed, cfg, params) else None
+    return m if m.get("fingerprint") == fp else None
+
+
+WEIGHT_FILES = ("encoder/model.safetensors", "heads.pt")  # what MultiTaskModel.save writes
+
+
+def has_weights(out_dir: Path) -> bool:
+    return all((Path(out_dir) / f).is_file() for f in WEIGHT_FILES)
+
+
+def discard_weights(out_dir: Path) -> None:
+    """Drop a finished phase's weights (after its evaluation); history, metrics and head specs stay."""
+    for f in WEIGHT_FILES:
+        (Path(out_dir) / f).unlink(missing_ok=True)
 
 
 def claim_out_dir(out_dir: Path, fp: str) -> None:

@@ -10,7 +10,7 @@ BUNDLE ?= ../shared/data/xtreme-mini.tar.gz
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup data repro study test ui clean-venv
+.PHONY: setup data repro test ui clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,13 +28,9 @@ setup: $(STAMP)
 data: $(STAMP)
 	$(BIN)/xstilts data unpack --bundle $(BUNDLE)
 
-# The main job. Until the default study is sized to this machine (issue 4), it runs the stages measured so far:
-# the base model and the data preparation. `make study` runs the whole study grid (hours on a 2-core CPU today).
-repro: data
-	test -d .dvc || $(BIN)/dvc init -q
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro model prepare
-
-study: data
+# The main job: the default study end to end (`dvc repro`: unpack, base model, prepare, tune, intermediate, target,
+# retrieval, collect, stats, report). Resumable: a second run redoes only what changed.
+repro: $(STAMP)
 	test -d .dvc || $(BIN)/dvc init -q
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 

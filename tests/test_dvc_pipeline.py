@@ -37,7 +37,8 @@ def scratch(tmp_path_factory, data_root):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["profile"] = "smoke"
     params["tasks"] = ["xnli", "panx", "bucc2018", "tatoeba", "sick", "ud_ewt_upos"]
-    params["data"]["root"] = str(data_root)
+    # the `data` stage unpacks the shared bundle inside the scratch repository (a DVC output)
+    params["data"].update(bundle=str((REPO / params["data"]["bundle"]).resolve()), root="data/raw/xtreme-mini")
     params["study"] = {"seeds": [1, 2], "arms": {"none": [], "nli": ["sick"], "syntax": ["ud_ewt_upos"]},
                        "intermediate_arms": ["nli", "syntax"], "targets": ["xnli", "panx"], "retrieval": ["tatoeba"],
                        "keep_target_models": False}

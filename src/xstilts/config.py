@@ -44,6 +44,7 @@ class Caps(Strict):
     train: int | None = Field(None, ge=1)
     dev: int | None = Field(None, ge=1)
     test: int | None = Field(None, ge=1)
+    test_dev: int | None = Field(None, ge=1)   # extra evaluation-only dev files (UD-POS); null: as `test`
 
 
 class TrainConfig(Strict):

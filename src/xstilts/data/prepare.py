@@ -16,7 +16,7 @@ from ..errors import DataFormatError, XstiltsError, unknown
 from ..tasks.registry import FORMATS, TaskSpec, get_task
 from .sources import make_source
 
-CAP_ROLE = {"train": "train", "inlang": "train", "dev": "dev", "test": "test", "test_dev": "test"}
+CAP_ROLE = {"train": "train", "inlang": "train", "dev": "dev", "test": "test", "test_dev": "test_dev"}
 ENGLISH_ROLES = ("train", "dev")  # the zero-shot protocol: train and select on English only
 
 
@@ -85,6 +85,8 @@ def prepare_task(name: str, params: Params) -> dict:
     with atomic_dir(out_dir) as tmp:
         for role, langs in languages.items():
             cap = getattr(caps, CAP_ROLE[role])
+            if role == "test_dev" and cap is None:
+                cap = caps.test
             for lang in langs:
                 data = source.read(task, role, lang)
                 check_records(task, data.records, data.origin)

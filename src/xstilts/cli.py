@@ -255,15 +255,16 @@ def cmd_stats(args) -> None:
     with _tracker(params).run("stats", _tags(args, params, phase="stats", stage="stats")) as run:
         r = analyse_study(params, n_resamples=args.resamples, seed=args.seed)
         if run:
-            run.params({"resamples": args.resamples, "seed": args.seed})
+            run.params({k: r[k] for k in ("resamples", "seed", "family", "alpha")})
             for c in r["claims"]:
                 run.metrics({f"{c['target']}/{c['arm']}/{k}": c[k] for k in ("delta", "p", "p_adjusted")})
             for f in sorted(Path(r["out_dir"]).iterdir()):
                 run.artifact(f)
     for c in r["claims"]:
         print(f"{c['target']:9s} {c['arm']:7s} Δ {c['delta']:+6.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] "
-              f"p {c['p']:.4f} (Holm {c['p_adjusted']:.4f}) languages {c['n_languages']} seeds {c['n_seeds']}")
-    print(f"-> {r['out_dir']}")
+              f"p {c['p']:.4f} (Holm {c['p_adjusted']:.4f}{' *' if c['significant'] else ''}) "
+              f"languages {c['n_languages']} seeds {c['n_seeds']}")
+    print(f"Holm family: {r['family']}; * = adjusted p <= {r['alpha']} -> {r['out_dir']}")
 
 
 def _apply_hpo(cfg, path):
@@ -475,8 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     co = sub.add_parser("collect", help="study stage: tidy scores of all runs + arm x target summary")
     co.set_defaults(func=cmd_collect)
     st = sub.add_parser("stats", help="study stage: gains over the baseline with CIs, tests and corrections")
-    st.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default: params stats.resamples)")
+    st.add_argument("--seed", type=int, default=None, help="resampling seed (default: params stats.seed)")
     st.set_defaults(func=cmd_stats)
 
     t = sub.add_parser("tasks", help="list the task registry")

@@ -218,11 +218,24 @@ class StudyConfig(Strict):
         return self
 
 
+class StatsConfig(Strict):
+    """How `xstilts stats` tests the study's claims (DESIGN 4.7)."""
+
+    resamples: int = Field(2000, ge=100, description="bootstrap resamples (example-level and hierarchical)")
+    seed: int = Field(0, description="seed of every resampling (the tables are reproducible)")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the marks in tables and figures")
+    family: Literal["target", "study"] = Field(
+        "target", description="Holm's confirmatory family: the arms of each target (target), or every arm x target "
+                              "test of the study (study). Name the choice: with n languages the exact sign-flip "
+                              "test cannot go below 2/2^n, so a study-wide family needs many languages")
+
+
 class Params(Strict):
     profile: str
     data: DataConfig
     tracking: TrackingConfig = TrackingConfig()
     study: StudyConfig | None = None
+    stats: StatsConfig = StatsConfig()
     tasks: list[str]
     profiles: dict[str, Profile]
 

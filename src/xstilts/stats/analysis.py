@@ -3,7 +3,8 @@
 For every target and every arm against the baseline `none` (same seeds, same test examples: paired):
   per language   example-level paired bootstrap pooled over seeds (and per seed), Benjamini-Hochberg over the
                  target's languages (a screen);
-  across         sign-flip (primary, Holm over the whole arm x target grid: the confirmatory family) and Wilcoxon
+  across         sign-flip (primary; Holm over the confirmatory family, params `stats.family`: each target's arms
+                 or the whole arm x target grid) and Wilcoxon
                  on seed-averaged gains, hierarchical bootstrap CI, replicability count (partial conjunction);
   seeds          ASO ε_min of the arm's seed-level zero-shot averages over the baseline's;
   pooled         mixed model score ~ arm + (1|language) + (1|seed) per target;
@@ -53,15 +54,25 @@ def _mean_dev(runs: list[dict], key: str) -> float | None:
     return float(np.mean(devs)) if devs else None
 
 
-def _aligned(runs_a: list[dict], runs_b: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(seeds, n, 2) pieces of both arms on the test examples every run scored, in one order."""
-    ids = sorted(set.intersection(*[set(r) for r in runs_a + runs_b]))
-    return (np.stack([np.stack([r[i] for i in ids]) for r in runs_a]),
-            np.stack([np.stack([r[i] for i in ids]) for r in runs_b]))
+def _seed_groups(arms: list[str], seeds: list[int], metrics: dict) -> dict[tuple, list[str]]:
+    """Arms grouped by the seeds they share with the baseline (normally one group: every arm, every seed)."""
+    groups: dict[tuple, list[str]] = {}
+    for a in arms:
+        groups.setdefault(tuple(s for s in seeds if (a, s) in metrics and (BASELINE, s) in metrics), []).append(a)
+    return groups
+
+
+def _aligned(base: list[dict], arms: dict[str, list[dict]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(seeds, n, 2) pieces of the baseline and of each arm on the test examples every run scored, in one order."""
+    runs = base + [r for x in arms.values() for r in x]
+    ids = sorted(set.intersection(*[set(r) for r in runs]))
+    stack = lambda rs: np.stack([np.stack([r[i] for i in ids]) for r in rs])
+    return stack(base), {a: stack(x) for a, x in arms.items()}
 
 
 def analyse_target(params: Params, target: str, root: Path, n_resamples: int, seed: int) -> dict:
     study = study_of(params)
+    alpha = params.stats.alpha
     seeds = study.seeds
     metrics, missing = run_metrics(params, target, root)
     if not any(a == BASELINE for a, _ in metrics):
@@ -84,29 +95,36 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
             v = score(a, s, lang)
             if v is not None:
                 scores_rows.append({"score": v, "arm": a, "language": lang, "seed": s})
-    for arm in [a for a in study.arms if a != BASELINE]:
-        paired = [s for s in seeds if (arm, s) in metrics and (BASELINE, s) in metrics]
-        if not paired:
-            continue
-        res: dict = {"n_seeds": len(paired), "per_language": {}}
-        # per language: example-level bootstrap, pooled over seeds and per seed
-        for lang in langs:
-            pa = [pieces(arm, s, lang) for s in paired]
+    arms = [a for a in study.arms if a != BASELINE
+            and any((a, s) in metrics and (BASELINE, s) in metrics for s in seeds)]
+    # one resample per language shared by every arm (and seed) that has that language's predictions everywhere
+    per_language: dict[str, dict] = {a: {} for a in arms}
+    for lang in langs:
+        for paired, group in _seed_groups(arms, seeds, metrics).items():
             pb = [pieces(BASELINE, s, lang) for s in paired]
-            if any(x is None for x in pa + pb):
+            pa = {a: [pieces(a, s, lang) for s in paired] for a in group}
+            pa = {a: x for a, x in pa.items() if not any(p is None for p in x)}
+            if not pa or any(p is None for p in pb):
                 continue
-            A, B = _aligned(pa, pb)
-            pooled = C.paired_bootstrap(B, A, n_resamples, seed)
-            per_seed = {f"seed{s}": C.paired_bootstrap(B[i], A[i], n_resamples, seed).as_dict()
-                        for i, s in enumerate(paired)}
-            one_sided = pooled.p / 2 if pooled.delta > 0 else 1 - pooled.p / 2
-            res["per_language"][lang] = {**pooled.as_dict(), "p_one_sided": one_sided, "per_seed": per_seed}
+            B, A = _aligned(pb, pa)
+            pooled = C.paired_bootstrap_arms(B, A, n_resamples, seed)
+            per_seed = [C.paired_bootstrap_arms(B[i], {a: x[i] for a, x in A.items()}, n_resamples, seed)
+                        for i in range(len(paired))]
+            for a, t in pooled.items():
+                one_sided = t.p / 2 if t.delta > 0 else 1 - t.p / 2
+                per_language[a][lang] = {**t.as_dict(), "p_one_sided": one_sided,
+                                         "per_seed": {f"seed{s}": per_seed[i][a].as_dict()
+                                                      for i, s in enumerate(paired)}}
+    for arm in arms:
+        paired = [s for s in seeds if (arm, s) in metrics and (BASELINE, s) in metrics]
+        res: dict = {"n_seeds": len(paired), "per_language": per_language[arm]}
         pl = res["per_language"]
         if pl:
             adj = C.adjust([v["p"] for v in pl.values()], "fdr_bh")
             for v, q in zip(pl.values(), adj):
                 v["p_adjusted"], v["adjustment"] = float(q), "fdr_bh over the target's languages (screen)"
-            res["replicability"] = {m: C.partial_conjunction([v["p_one_sided"] for v in pl.values()], method=m)
+            res["replicability"] = {m: C.partial_conjunction([v["p_one_sided"] for v in pl.values()], alpha=alpha,
+                                                             method=m)
                                     for m in ("bonferroni", "fisher")}
         # across languages: (languages, seeds) gains of the corpus scores
         g_langs = [l for l in langs if all(score(arm, s, l) is not None and score(BASELINE, s, l) is not None
@@ -129,20 +147,31 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
     return out
 
 
+def _holm_families(results: dict, family: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The confirmatory families of across-language tests: per target (its arms) or the whole arm x target grid."""
+    cells = [(t, a) for t, r in results.items() for a, x in r["arms"].items() if "across" in x]
+    if family == "study":
+        return [(f"holm over the study's {len(cells)} arm x target tests", cells)]
+    return [(f"holm over {t}'s {sum(1 for c in cells if c[0] == t)} arms", [c for c in cells if c[0] == t])
+            for t in results]
+
+
 def analyse_study(params: Params, root: str | Path = "results/runs", out_root: str | Path = "results/stats",
-                  n_resamples: int = 2000, seed: int = 0, metrics_file: str | Path = "results/metrics/stats.json") -> dict:
-    study = study_of(params)
+                  n_resamples: int | None = None, seed: int | None = None,
+                  metrics_file: str | Path = "results/metrics/stats.json") -> dict:
+    study, cfg = study_of(params), params.stats
+    n_resamples = cfg.resamples if n_resamples is None else n_resamples
+    seed = cfg.seed if seed is None else seed
     name = params.tracking.experiment
     out_dir = Path(out_root) / name
     results = {t: analyse_target(params, t, Path(root), n_resamples, seed) for t in study.targets + study.retrieval
                if (Path(root) / t).is_dir()}
     if not results:
         raise XstiltsError(f"no runs under {root}: run the study (`dvc repro`) before `xstilts stats`")
-    # the confirmatory family: every arm x target across-language test of the study, Holm
-    cells = [(t, a) for t, r in results.items() for a, x in r["arms"].items() if "across" in x]
-    holm = C.adjust([results[t]["arms"][a]["across"]["p_sign_flip"] for t, a in cells], "holm")
-    for (t, a), q in zip(cells, holm):
-        results[t]["arms"][a]["across"].update(p_adjusted=float(q), adjustment=f"holm over {len(cells)} arm x target tests")
+    for label, cells in _holm_families(results, cfg.family):
+        holm = C.adjust([results[t]["arms"][a]["across"]["p_sign_flip"] for t, a in cells], "holm")
+        for (t, a), q in zip(cells, holm):
+            results[t]["arms"][a]["across"].update(p_adjusted=float(q), adjustment=label)
     claims, per_lang = [], []
     for t, r in results.items():
         for a, x in r["arms"].items():
@@ -150,7 +179,8 @@ def analyse_study(params: Params, root: str | Path = "results/runs", out_root: s
                 c = x["across"]
                 claims.append({"target": t, "arm": a, "delta": c["delta"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
                                "test": c["test"], "p": c["p_sign_flip"], "p_adjusted": c["p_adjusted"],
-                               "adjustment": "holm", "p_wilcoxon": c["p_wilcoxon"],
+                               "adjustment": c["adjustment"], "significant": bool(c["p_adjusted"] <= cfg.alpha),
+                               "p_wilcoxon": c["p_wilcoxon"],
                                "aso_epsilon_min": x.get("aso_epsilon_min"),
                                "replicability": x.get("replicability", {}).get("bonferroni", {}).get("count"),
                                "n_languages": c["n_languages"], "n_seeds": c["n_seeds"],
@@ -166,7 +196,8 @@ def analyse_study(params: Params, root: str | Path = "results/runs", out_root: s
                 w = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 w.writeheader()
                 w.writerows(rows)
-    write_json(Path(metrics_file), {"study": name, "claims": {
+    write_json(Path(metrics_file), {"study": name, "family": cfg.family, "alpha": cfg.alpha, "claims": {
         f"{c['target']}/{c['arm']}": {k: c[k] for k in ("delta", "ci_low", "ci_high", "p", "p_adjusted")}
         for c in claims}})
-    return {"study": name, "out_dir": str(out_dir), "targets": results, "claims": claims, "per_language": per_lang}
+    return {"study": name, "out_dir": str(out_dir), "targets": results, "claims": claims, "per_language": per_lang,
+            "family": cfg.family, "alpha": cfg.alpha, "resamples": n_resamples, "seed": seed}

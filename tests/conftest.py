@@ -91,3 +91,30 @@ def smoke_env(tmp_path_factory, data_root, tiny_model_dir):
     for t in ENGINE_TASKS:
         prepare_task(t, params)
     return params, tiny_model_dir
+
+
+def params_with_study(**update):
+    """The repository's params with the `study` section edited (synthetic studies of the stats and report tests)."""
+    from xstilts.config import load_params
+
+    params = load_params(REPO / "params.yaml")
+    return params.model_copy(update={"study": params.study.model_copy(update=update)})
+
+
+def write_synthetic_run(root, target, arm, seed, acc_by_lang, rng, n=120):
+    """A finished accuracy run (metrics.json + per-example predictions) with examples drawn at the given accuracy
+    per language: the stats and report stages read it exactly as they read a real run folder."""
+    import json
+
+    run = root / target / arm / f"seed{seed}"
+    splits = {}
+    for lang, acc in acc_by_lang.items():
+        correct = rng.binomial(1, acc, n)
+        (run / "predictions" / "test").mkdir(parents=True, exist_ok=True)
+        with open(run / "predictions" / "test" / f"{lang}.jsonl", "w") as fh:
+            for i, c in enumerate(correct):
+                fh.write(json.dumps({"id": str(i), "prediction": "a", "gold": "a" if c else "b", "correct": int(c)}) + "\n")
+        splits[lang] = {"accuracy": 100 * correct.mean(), "n": n}
+    (run / "metrics.json").write_text(json.dumps({
+        "task": target, "metric": "accuracy", "primary": "accuracy", "splits": {"test": splits},
+        "train": {"seed": seed, "dev": {target: {"accuracy": 60 + rng.normal()}}}}))

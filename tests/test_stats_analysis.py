@@ -7,32 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xstilts.config import load_params
 from xstilts.stats.analysis import analyse_study
 
-from conftest import REPO
+from conftest import params_with_study as _with_study, write_synthetic_run as _write_run
 
 LANGS = [f"l{i}" for i in range(10)]
-
-
-def _with_study(**update):
-    params = load_params(REPO / "params.yaml")
-    return params.model_copy(update={"study": params.study.model_copy(update=update)})
-
-
-def _write_run(root, target, arm, seed, acc_by_lang, rng, n=120):
-    run = root / target / arm / f"seed{seed}"
-    splits = {}
-    for lang, acc in acc_by_lang.items():
-        correct = rng.binomial(1, acc, n)
-        (run / "predictions" / "test").mkdir(parents=True, exist_ok=True)
-        with open(run / "predictions" / "test" / f"{lang}.jsonl", "w") as fh:
-            for i, c in enumerate(correct):
-                fh.write(json.dumps({"id": str(i), "prediction": "a", "gold": "a" if c else "b", "correct": int(c)}) + "\n")
-        splits[lang] = {"accuracy": 100 * correct.mean(), "n": n}
-    (run / "metrics.json").write_text(json.dumps({
-        "task": target, "metric": "accuracy", "primary": "accuracy", "splits": {"test": splits},
-        "train": {"seed": seed, "dev": {target: {"accuracy": 60 + rng.normal()}}}}))
 
 
 @pytest.fixture(scope="module")

@@ -267,6 +267,18 @@ def cmd_stats(args) -> None:
     print(f"Holm family: {r['family']}; * = adjusted p <= {r['alpha']} -> {r['out_dir']}")
 
 
+def cmd_report(args) -> None:
+    """Study stage: reports/<study>/README.md with the heatmap, forest and seed figures (from the stats stage)."""
+    from .report import write_report
+
+    params = _params(args)
+    with _tracker(params).run("report", _tags(args, params, phase="report", stage="report")) as run:
+        out = write_report(params, args.out)
+        if run:
+            run.artifact(out)
+    print(f"report -> {out / 'README.md'}")
+
+
 def _apply_hpo(cfg, path):
     """Tuned learning rate and epochs from results/hpo/<phase>/<task>.yaml (written by `xstilts tune`)."""
     from pathlib import Path
@@ -479,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default: params stats.resamples)")
     st.add_argument("--seed", type=int, default=None, help="resampling seed (default: params stats.seed)")
     st.set_defaults(func=cmd_stats)
+    rp = sub.add_parser("report", help="study stage: reports/<study>/README.md with figures (after `stats`)")
+    rp.add_argument("--out", default="reports", help="reports root (default: reports/)")
+    rp.set_defaults(func=cmd_report)
 
     t = sub.add_parser("tasks", help="list the task registry")
     t.set_defaults(func=cmd_tasks)

@@ -61,7 +61,7 @@ def test_repro_builds_model_and_prepared_data(scratch):
     work, env, out = scratch
     assert "Running stage 'model'" in out and "Running stage 'prepare@panx'" in out
     for stage in ("tune_target@xnli", "tune_intermediate@syntax", "intermediate@nli", "target@panx", "target@xnli",
-                  "retrieval@tatoeba", "collect", "stats"):
+                  "retrieval@tatoeba", "collect", "stats", "report"):
         assert f"Running stage '{stage}'" in out
     assert (work / "models/base/config.json").is_file()
     counts = json.loads((work / "results/data/panx.json").read_text())
@@ -111,7 +111,9 @@ def test_study_results_are_collected_and_tracked(scratch):
     claims = (work / f"results/stats/{exp}/claims.csv").read_text().splitlines()
     assert claims[0].startswith("target,arm,delta,ci_low,ci_high,test,p,p_adjusted,adjustment")
     assert len(claims) == 1 + 3 * 2  # (xnli, panx, tatoeba) x (nli, syntax)
-    assert "stats" in names
+    assert "stats" in names and "report" in names
+    page = (work / f"reports/{exp}/README.md").read_text()
+    assert "## Headline findings" in page and (work / f"reports/{exp}/figures/gains_heatmap.png").is_file()
 
 
 def test_one_targets_recipe_reruns_only_its_branch(scratch):
@@ -123,7 +125,7 @@ def test_one_targets_recipe_reruns_only_its_branch(scratch):
     assert changed == {"tune_target@xnli", "target@xnli"}
     out = run([sys.executable, "-m", "dvc", "repro"], work, env)
     ran = {l.split("'")[1] for l in out.splitlines() if l.startswith("Running stage")}
-    assert ran - {"collect", "stats"} == changed
+    assert ran - {"collect", "stats", "report"} == changed
     assert "already evaluated" not in out  # every arm x seed of xnli trained again with the new recipe
     diff = run([sys.executable, "-m", "dvc", "params", "diff"], work, env)
     assert "profiles.smoke.training.tasks.xnli.batch_size" in diff
@@ -148,3 +150,40 @@ def test_one_arms_recipe_redoes_only_that_arms_runs(scratch):
             for seed in (1, 2):
                 assert f"target {target} arm {arm} seed {seed}: already evaluated" in out
         assert f"target {target} arm syntax seed 1: already evaluated" not in out
+
+
+def test_queued_experiments_run_two_at_a_time_into_the_workspace_stores(scratch):
+    """`dvc exp run --queue` x 2 + `dvc queue start -j 2`: both succeed (no lock errors), and their runs and
+    Optuna studies land in the workspace's stores, tagged with the experiment's name."""
+    import sqlite3
+    import time
+
+    from xstilts.tracking import read_runs
+
+    work, env, _ = scratch
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "before the queue"], work, env)
+    dvc = [sys.executable, "-m", "dvc"]
+    for name, bs in (("q-bs2", 2), ("q-bs6", 6)):
+        run(dvc + ["exp", "run", "--queue", "-n", name, "-S", f"profiles.smoke.training.tasks.xnli.batch_size={bs}"],
+            work, env)
+    run(dvc + ["queue", "start", "-j", "2"], work, env)
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run(dvc + ["queue", "status"], work, env)
+        if not any(w in status for w in ("Running", "Queued")):
+            break
+        time.sleep(5)
+    logs = "\n".join(run(dvc + ["queue", "logs", n], work, env) for n in ("q-bs2", "q-bs6"))
+    assert status.count("Success") == 2, f"{status}\n{logs}"
+    assert "database is locked" not in logs
+    exp = yaml.safe_load((work / "params.yaml").read_text())["tracking"]["experiment"]
+    runs = read_runs(work / "mlruns", exp)
+    for name in ("q-bs2", "q-bs6"):
+        mine = {r["name"]: r for r in runs if r["tags"].get("dvc_experiment") == name}
+        assert {f"target@xnli-{a}-seed{s}" for a in ("none", "nli", "syntax") for s in (1, 2)} <= set(mine), name
+        assert all(r["status"] == "FINISHED" for r in mine.values())
+    assert not list((work / ".dvc/tmp/exps").rglob("mlflow.db"))  # nothing written into the temporary copies
+    with sqlite3.connect(work / "optuna/optuna.db") as db:
+        names = [n for (n,) in db.execute("select study_name from studies") if ":target:xnli:" in n]
+    assert len(set(names)) >= 3  # the workspace's xnli studies plus one per queued recipe

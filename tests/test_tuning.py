@@ -40,6 +40,16 @@ def test_study_finds_values_and_writes_them(smoke_env, tmp_path):
     assert tune("target", ["panx"], base, out, params, tmp_path / "work") == r
     cfg = _apply_hpo(params.active.training.resolve("target", ["panx"]), out)
     assert (cfg.learning_rate, cfg.epochs) == (r["learning_rate"], r["epochs"])
+    # a changed recipe is a new study (trials scored under the old recipe are not reused); more trials extend one
+    tr = params.active.training
+    edited = tr.model_copy(update={"tasks": {**tr.tasks, "panx": {**tr.tasks.get("panx", {}), "max_length": 48}}})
+    p2 = params.model_copy(update={"profiles": {**params.profiles, params.profile: params.active.model_copy(
+        update={"training": edited})}})
+    r2 = tune("target", ["panx"], base, tmp_path / "p2.yaml", p2, tmp_path / "work")
+    assert r2["study"] != r["study"] and r2["n_complete"] + r2["n_pruned"] == 5
+    more, _ = _params((params, base), n_trials=6)
+    assert tune("target", ["panx"], base, tmp_path / "p3.yaml", more, tmp_path / "work")["study"] == r["study"]
+    assert len(optuna.load_study(study_name=r["study"], storage=f"sqlite:///{tmp_path / 'optuna/optuna.db'}").trials) == 6
 
 
 def test_same_seed_same_trials(smoke_env, tmp_path):

@@ -23,6 +23,14 @@ from .tasks.registry import get_task
 
 BASELINE = "none"
 FLOOR = 15.0  # a baseline zero-shot average below this (F1/accuracy points) is near the floor: gains mean little
+CHANCE_MARGIN = 5.0  # classification: a baseline within this many points of chance (100 / labels) learned ~nothing
+
+
+def _floor(target: str) -> float:
+    spec = get_task(target)
+    if spec.format == "classification" and spec.labels:
+        return 100.0 / len(spec.labels) + CHANCE_MARGIN
+    return FLOOR
 
 
 def _mark(c: dict, alpha: float) -> str:
@@ -349,11 +357,12 @@ def caveats(params: Params, stats: dict, seeds_avg: dict) -> list[str]:
     if few:
         out.append(f"Few test languages: {', '.join(few)} — the sign-flip test over n languages cannot go below "
                    f"2/2^n, so these targets cannot show a significant across-language gain at α = {alpha}.")
-    floor = [t for t, per in seeds_avg.items() if per.get(BASELINE)
-             and np.mean(list(per[BASELINE].values())) < FLOOR]
+    floor = [f"{t} ({np.mean(list(per[BASELINE].values())):.1f} vs {_floor(t):.1f})" for t, per in seeds_avg.items()
+             if per.get(BASELINE) and np.mean(list(per[BASELINE].values())) < _floor(t)]
     if floor:
-        out.append(f"Near the floor (baseline zero-shot average < {FLOOR:.0f}): {', '.join(floor)}; gains there are "
-                   "small in absolute terms and mostly noise at this training size.")
+        out.append(f"Baseline near chance or the floor (zero-shot average vs chance + {CHANCE_MARGIN:.0f} points for "
+                   f"classification, {FLOOR:.0f} F1/accuracy points otherwise): {', '.join(floor)}. The target phase "
+                   "learns little from this few English examples, so gains there say little about transfer.")
     nobs = [t for t, st in stats.items() if not any(r.get("per_language") for r in st["arms"].values())]
     if nobs:
         out.append(f"No example-level bootstrap for {', '.join(nobs)} (BUCC's F1 depends on a threshold chosen on "

@@ -69,7 +69,9 @@ def best_targets(src: np.ndarray, tgt: np.ndarray, scoring: str, k: int) -> tupl
 def run_retrieval(encoder_dir: str | Path, task: str, prepared_dir: str, out_dir: str | Path, layer: int = -1,
                   pooling: str = "mean", scoring: str | None = None, k: int = 4, batch_size: int = 64,
                   max_length: int = 128, precision: str = "fp32", progress: bool = True) -> dict:
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
+
+    from ..models.tokenizer import load_tokenizer
 
     encoder_dir, out_dir = Path(encoder_dir), Path(out_dir)
     spec = get_task(task)
@@ -78,7 +80,7 @@ def run_retrieval(encoder_dir: str | Path, task: str, prepared_dir: str, out_dir
     if not (encoder_dir / "config.json").is_file():
         raise XstiltsError(f"encoder {encoder_dir} not found (expected a Hugging Face folder with config.json)")
     scoring = scoring or ("ratio_margin" if spec.format == "bitext" else "cosine")
-    tok = AutoTokenizer.from_pretrained(encoder_dir)
+    tok = load_tokenizer(encoder_dir)
     encoder = AutoModel.from_pretrained(encoder_dir)
     meta = load_meta(prepared_dir, task)
     results, t0, n_sent = {}, time.perf_counter(), 0

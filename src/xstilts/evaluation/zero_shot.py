@@ -42,7 +42,7 @@ def evaluation_code_hash() -> str:
 
 def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: str | Path,
                    languages: list[str] | None = None, progress: bool = True) -> dict:
-    from transformers import AutoTokenizer
+    from ..models.tokenizer import load_tokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     done = model_dir / "train_metrics.json"
@@ -54,7 +54,7 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
     spec = get_task(task)
     cfg = train["config"]
     meta = load_meta(params.data.prepared_dir, task)
-    tok = AutoTokenizer.from_pretrained(model_dir / "encoder")
+    tok = load_tokenizer(model_dir / "encoder")
     model = MultiTaskModel.load(model_dir)
     model.precision = cfg.get("precision", "fp32")
     head = model.head_for(task)

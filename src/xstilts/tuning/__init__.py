@@ -10,6 +10,8 @@ runner's English-dev objective.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -46,11 +48,12 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
         _write(out_file, result)
         return result
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name = f"{params.tracking.experiment}:{phase}:{'+'.join(tasks)}"
+    name = f"{params.tracking.experiment}:{phase}:{'+'.join(tasks)}:{study_key(phase, tasks, init_dir, base_cfg, space, params)}"
     study = optuna.create_study(
         study_name=name, storage=storage_for(space.storage_dir, space.n_jobs > 1), direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.n_startup_trials),
+        sampler=optuna.samplers.TPESampler(seed=_sampler_seed(space.seed, phase, tasks),
+                                           n_startup_trials=space.n_startup_trials),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=space.prune_startup_trials, n_warmup_steps=0))
     work_dir = Path(work_dir)
 
@@ -109,6 +112,25 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
               "storage": str(storage_dir_abs(space.storage_dir))}
     _write(out_file, result)
     return result
+
+
+def _sampler_seed(seed: int, phase: str, tasks: list[str]) -> int:
+    """`tuning.seed` offset by the (phase, tasks) name: reproducible, yet the studies of a grid do not all try the
+    same learning rates in their random start-up trials."""
+    return (seed + int(hashlib.sha256(f"{phase}:{'+'.join(tasks)}".encode()).hexdigest()[:8], 16)) % 2**32
+
+
+def study_key(phase, tasks, init_dir, base_cfg: TrainConfig, space, params: Params) -> str:
+    """What a study's trials depend on: the recipe without the tuned values, the initial weights, the data and the
+    search space. It is part of the study name, so a changed recipe (or a queued experiment with other params)
+    starts its own study instead of reusing trials scored under another recipe; a resumed or extended
+    (`n_trials`) search continues the same one."""
+    from ..training.runner import fingerprint
+
+    cfg = base_cfg.model_copy(update={"learning_rate": 1.0, "epochs": 1})  # tuned: not part of the identity
+    fp = fingerprint(tasks, phase, Path(init_dir), space.seed, cfg, params)
+    s = json.dumps(space.model_dump(exclude={"enabled", "n_trials", "n_jobs", "storage_dir"}), sort_keys=True)
+    return hashlib.sha256((fp + s).encode()).hexdigest()[:8]
 
 
 def storage_dir_abs(d: str) -> Path:

@@ -36,6 +36,7 @@ def test_study_finds_values_and_writes_them(smoke_env, tmp_path):
     assert study.best_value == pytest.approx(r["dev_objective"])
     runs = [x for x in read_runs(tmp_path / "mlruns", "tune-test") if x["name"].startswith("tune:target:panx")]
     assert len(runs) == 5 and {x["tags"]["state"] for x in runs} <= {"COMPLETE", "PRUNED"}
+    assert all(x["status"] == "FINISHED" for x in runs)  # pruned trials are not failures
     # the same study again is a no-op (it already has its trials) and gives the same answer
     assert tune("target", ["panx"], base, out, params, tmp_path / "work") == r
     cfg = _apply_hpo(params.active.training.resolve("target", ["panx"]), out)

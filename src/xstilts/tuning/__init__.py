@@ -80,23 +80,24 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
         ctx = tracker.run(f"tune:{phase}:{'+'.join(tasks)}:trial{trial.number}",
                           {"phase": phase, "tasks": "+".join(tasks), "trial": trial.number, "study": name,
                            "profile": params.profile}) if tracker else _null()
+        pruned = None
         with ctx as run:
             if run is not None:
                 run.params({"learning_rate": lr, "epochs": epochs})
             try:
                 m = run_phase(tasks, phase, init_dir, trial_dir, space.seed, params, cfg, progress=progress,
                               log=report)
-            except optuna.TrialPruned:
-                if run is not None:
-                    run.tags({"state": "PRUNED"})
-                raise
+            except optuna.TrialPruned as e:  # a pruned trial ended as planned: its MLflow run is not FAILED
+                pruned = e
             finally:
                 shutil.rmtree(trial_dir, ignore_errors=True)
-            if m.get("dev_objective") is None:
+            if pruned is None and m.get("dev_objective") is None:
                 raise XstiltsError(f"tuning {phase}/{'+'.join(tasks)}: no English dev set to score trials on")
             if run is not None:
-                run.tags({"state": "COMPLETE"})
-            return m["dev_objective"]
+                run.tags({"state": "PRUNED" if pruned else "COMPLETE"})
+        if pruned is not None:
+            raise pruned
+        return m["dev_objective"]
 
     remaining = space.n_trials - len([t for t in study.trials if t.state.is_finished()])
     if remaining > 0:
@@ -106,7 +107,9 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
     if not complete:
         raise XstiltsError(f"study {name!r}: no trial completed ({states.count('PRUNED')} pruned)")
     best = study.best_trial
-    result = {"tuned": True, "learning_rate": best.params["learning_rate"], "epochs": best.params["epochs"],
+    # 6 significant digits: DVC re-serialises params floats and drops the 17th digit, so a full-precision value
+    # never compares equal in dvc.lock and the training stage would look changed forever
+    result = {"tuned": True, "learning_rate": float(f"{best.params['learning_rate']:.6g}"), "epochs": best.params["epochs"],
               "dev_objective": best.value, "best_trial": best.number, "study": name,
               "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED"),
               "storage": str(storage_dir_abs(space.storage_dir))}

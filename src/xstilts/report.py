@@ -18,7 +18,7 @@ import numpy as np
 from .atomic import atomic_dir, atomic_file
 from .config import Params
 from .errors import XstiltsError
-from .study import run_metrics, study_of, zero_shot_scores
+from .study import run_metrics, study_of, zero_shot_average
 from .tasks.registry import get_task
 
 BASELINE = "none"
@@ -66,9 +66,9 @@ def seed_averages(params: Params, runs_root: str | Path = "results/runs") -> dic
     out: dict = {}
     for t in study.targets + study.retrieval:
         for (arm, seed), m in run_metrics(params, t, runs_root)[0].items():
-            zs = zero_shot_scores(m)
-            if zs:
-                out.setdefault(t, {}).setdefault(arm, {})[seed] = float(np.mean(list(zs.values())))
+            avg = zero_shot_average(m)
+            if avg is not None:
+                out.setdefault(t, {}).setdefault(arm, {})[seed] = avg
     return out
 
 
@@ -113,12 +113,10 @@ def heatmap(stats: dict, arms: list[str], alpha: float, path: Path) -> None:
     lim = max(1.0, float(np.nanmax(np.abs(d)))) if np.isfinite(d).any() else 1.0
     fig, ax = plt.subplots(figsize=(1.1 * len(targets) + 2, 0.6 * len(arms) + 1.8))
     im = ax.imshow(np.ma.masked_invalid(d), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    for j, t in enumerate(targets):
-        for i, a in enumerate(arms):
-            c = stats[t]["arms"].get(a, {}).get("across")
-            if c:
-                ax.text(j, i, f"{c['delta']:+.1f}{_mark({**c, 'p': c['p_sign_flip']}, alpha)}", ha="center",
-                        va="center", fontsize=9, color="black" if abs(c["delta"]) < 0.6 * lim else "white")
+    for c in _claims(stats):
+        if c["arm"] in arms:
+            ax.text(targets.index(c["target"]), arms.index(c["arm"]), f"{c['delta']:+.1f}{_mark(c, alpha)}",
+                    ha="center", va="center", fontsize=9, color="black" if abs(c["delta"]) < 0.6 * lim else "white")
     ax.set_xticks(range(len(targets)), targets, rotation=30, ha="right")
     ax.set_yticks(range(len(arms)), arms)
     ax.set_title("Zero-shot gain over `none` (points; * Holm-adjusted p ≤ α, ° raw p ≤ α only)", fontsize=10)

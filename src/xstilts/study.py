@@ -86,15 +86,19 @@ def zero_shot_scores(m: dict) -> dict[str, float]:
     return {l: v[key] for l, v in m["splits"].get("test", {}).items() if l != "en"}
 
 
+def zero_shot_average(m: dict) -> float | None:
+    """A run's zero-shot average: the primary test score over the non-English languages."""
+    per_lang = zero_shot_scores(m)
+    return float(np.mean(list(per_lang.values()))) if per_lang else None
+
+
 def write_target_metrics(params: Params, target: str, root: str | Path = "results/runs",
                          out_dir: str | Path = "results/metrics") -> dict:
     """One target's zero-shot results as DVC metrics: per arm and seed, the average over non-English test languages
     and each language's primary score (`dvc metrics diff` compares them across experiments)."""
     out: dict = {}
     for (arm, seed), m in run_metrics(params, target, root)[0].items():
-        per_lang = zero_shot_scores(m)
-        out.setdefault(arm, {})[f"seed{seed}"] = {"zero_shot": float(np.mean(list(per_lang.values())))
-                                                  if per_lang else None, **per_lang}
+        out.setdefault(arm, {})[f"seed{seed}"] = {"zero_shot": zero_shot_average(m), **zero_shot_scores(m)}
     write_json(Path(out_dir) / f"{target}.json", {"target": target, "profile": params.profile, "arms": out})
     return out
 

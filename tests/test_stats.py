@@ -99,6 +99,25 @@ def test_aso_orders_clearly_different_seed_distributions():
     assert C.aso_epsilon(worse, better) > 0.5
 
 
+@pytest.mark.parametrize("case", ["three_seeds", "unequal_sizes", "ties", "identical", "bonferroni"])
+def test_aso_equals_deepsig(case):
+    """Our vectorised ASO is deepsig 1.2.8's algorithm with its random draws: the same ε_min."""
+    import warnings
+
+    from deepsig import aso
+
+    rng = np.random.default_rng(7)
+    a, b, k = {"three_seeds": (rng.normal(41, 2, 3), rng.normal(39, 2, 3), 1),
+               "unequal_sizes": (rng.normal(50, 1, 5), rng.normal(50.5, 3, 8), 1),
+               "ties": ([54.2, 54.2, 54.2], [50.0, 54.2, 53.1], 1),
+               "identical": ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], 1),
+               "bonferroni": (rng.normal(60, 1, 4), rng.normal(59, 1, 4), 5)}[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deepsig warns on zero Wasserstein distance
+        ref = aso(a, b, num_comparisons=k, seed=3, show_progress=False, num_bootstrap_iterations=300)
+    assert C.aso_epsilon(a, b, seed=3, num_comparisons=k, n_bootstrap=300) == pytest.approx(ref, abs=1e-9)
+
+
 # ---------------------------------------------------------------- calibration by simulation
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from xstilts.errors import XstiltsError
 from xstilts.evaluation import metrics as M
 from xstilts.evaluation.retrieval import run_retrieval
 from xstilts.evaluation.zero_shot import evaluate_model
-from xstilts.training.runner import run_phase
+from xstilts.training.runner import finished_run, has_weights, run_phase, train_phase
 
 
 def _jsonl(path):
@@ -54,6 +54,22 @@ def test_classification_and_qa_exports(trained):
     pieces = _jsonl(root / "xquad/predictions/test/zh.jsonl")
     assert set(sub) == {p["id"] for p in pieces} and all(isinstance(v, str) for v in sub.values())
     assert 100 * sum(p["f1"] for p in pieces) / len(pieces) == pytest.approx(qa["splits"]["test"]["zh"]["f1"])
+
+
+def test_in_memory_model_scores_as_its_saved_weights(trained, smoke_env, tmp_path):
+    """Phase 3 without `keep_target_models` is evaluated from memory: same run, same scores as from disk, and a
+    run without weights never counts as done (it trains again)."""
+    params, root = trained
+    m, model = train_phase(["xnli"], "target", smoke_env[1], tmp_path / "m", 1, params, progress=False,
+                           save_weights=False)
+    assert not has_weights(tmp_path / "m") and finished_run(tmp_path / "m", m["fingerprint"]) is None
+    assert (tmp_path / "m/encoder/tokenizer.json").is_file() and (tmp_path / "m/heads.json").is_file()
+    mem = evaluate_model(tmp_path / "m", "xnli", params, tmp_path / "mem", progress=False, model=model)
+    disk = evaluate_model(root / "xnli/model", "xnli", params, tmp_path / "disk", progress=False)
+    assert m["fingerprint"] == disk["train"]["fingerprint"]  # same recipe, seed, data and initial weights
+    assert mem["splits"] == disk["splits"]
+    pred = "predictions/test/de.jsonl"
+    assert (tmp_path / "mem" / pred).read_text() == (tmp_path / "disk" / pred).read_text()
 
 
 def test_evaluation_errors(trained):

@@ -109,13 +109,14 @@ def cmd_train(args) -> None:
     _train(args, params)
 
 
-def _train(args, params) -> None:
-    """One phase with tracking; skipped when a run of exactly this recipe, init, seed and data is finished."""
+def _train(args, params, save_weights: bool = True):
+    """One phase with tracking; skipped when a run of exactly this recipe, init, seed and data is finished.
+    Returns the trained model (None when skipped); `save_weights=False` keeps its weights in memory only."""
     from pathlib import Path
 
     from .tasks.registry import get_task
     from .tracking import RUN_ID_FILE
-    from .training.runner import claim_out_dir, finished_run, fingerprint, run_phase
+    from .training.runner import claim_out_dir, finished_run, fingerprint, train_phase
 
     cfg = _train_config(args, params)
     out = Path(args.out)
@@ -124,7 +125,7 @@ def _train(args, params) -> None:
     fp = fingerprint(args.tasks, args.phase, Path(args.init), args.seed, cfg, params)
     if finished_run(out, fp):
         print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: already done -> {args.out}")
-        return
+        return None
     # before the MLflow run opens: a changed recipe must not resume the old run (MLflow params are immutable)
     claim_out_dir(out, fp)
     stand_ins = {t: get_task(t).stand_in for t in args.tasks if get_task(t).stand_in}
@@ -135,8 +136,8 @@ def _train(args, params) -> None:
         if run:
             run.params({"init": args.init, **cfg.model_dump()})
         log = (lambda metrics, step: run.metrics(metrics, step)) if run else None
-        m = run_phase(args.tasks, args.phase, args.init, args.out, args.seed, params, cfg,
-                      progress=not args.quiet, log=log)
+        m, model = train_phase(args.tasks, args.phase, args.init, args.out, args.seed, params, cfg,
+                               progress=not args.quiet, log=log, save_weights=save_weights)
         if run:
             run.metrics({k: m[k] for k in ("dev_objective", "steps", "best_step", "train_examples_per_s",
                                             "train_tokens_per_s", "seconds_per_step", "peak_rss_mb")})
@@ -144,6 +145,7 @@ def _train(args, params) -> None:
                 run.artifact(out / f)
     print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: {m['steps']} steps, best English dev "
           f"{m['dev_objective']} at step {m['best_step']} -> {args.out}")
+    return model
 
 
 def _resolve_arm(args, params) -> None:
@@ -213,13 +215,15 @@ def _target_run(args, params, arm: str, seed: int) -> None:
         if m["train"].get("fingerprint") == fp and m.get("eval_code") == evaluation_code_hash():
             print(f"target {args.target} arm {arm} seed {seed}: already evaluated -> {out_dir}")
             return
+    keep = S.study_of(params).keep_target_models
     with _tracker(params).run(f"target@{args.target}-{arm}-seed{seed}",
                               _tags(args, params, phase="stage", seed=seed, **tags)):
-        _train(train, params)
+        model = _train(train, params, save_weights=keep)  # not kept: evaluated from memory, never written
         _evaluate(argparse.Namespace(**{**vars(args), "model": train.out, "task": args.target, "out": str(out_dir),
-                                        "languages": None, "tag": tag_args}), params)
-        if not S.study_of(params).keep_target_models:
-            discard_weights(model_dir)
+                                        "languages": None, "tag": tag_args}), params,
+                  model=None if keep else model)
+        if not keep:
+            discard_weights(model_dir)  # weights of an earlier run kept on disk
 
 
 def cmd_intermediate(args) -> None:
@@ -315,14 +319,15 @@ def cmd_evaluate(args) -> None:
     _evaluate(args, _params(args))
 
 
-def _evaluate(args, params) -> None:
+def _evaluate(args, params, model=None) -> None:
     from pathlib import Path
 
     from .evaluation.zero_shot import evaluate_model
 
     tags = _tags(args, params, phase="evaluate", target=args.task)
     with _tracker(params).run(f"evaluate:{args.task}", tags) as run:
-        out = evaluate_model(args.model, args.task, params, args.out, args.languages, progress=not args.quiet)
+        out = evaluate_model(args.model, args.task, params, args.out, args.languages, progress=not args.quiet,
+                             model=model)
         if run:
             run.tags({"seed": out["train"]["seed"], "intermediate_init": out["train"]["init"]})
             _log_eval(run, out, Path(args.out), ("predictions", "xtreme", "metrics.json", "config.json"))

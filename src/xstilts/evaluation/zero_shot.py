@@ -41,7 +41,9 @@ def evaluation_code_hash() -> str:
 
 
 def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: str | Path,
-                   languages: list[str] | None = None, progress: bool = True) -> dict:
+                   languages: list[str] | None = None, progress: bool = True, model=None) -> dict:
+    """Every evaluation split of `task` by the phase-3 run in `model_dir`; `model` is that run's model already in
+    memory (its weights were not written), otherwise the weights are loaded from `model_dir`."""
     from ..models.tokenizer import load_tokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -55,7 +57,8 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
     cfg = train["config"]
     meta = load_meta(params.data.prepared_dir, task)
     tok = load_tokenizer(model_dir / "encoder")
-    model = MultiTaskModel.load(model_dir)
+    if model is None:
+        model = MultiTaskModel.load(model_dir)
     model.precision = cfg.get("precision", "fp32")
     head = model.head_for(task)
     label_names = model.specs[head].label_names

@@ -149,11 +149,21 @@ def dev_objective(scores: dict, tasks: list[PhaseTask]) -> float | None:
 
 def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: str | Path, seed: int,
               params: Params, cfg: TrainConfig | None = None, progress: bool = True, stop_after: int | None = None,
-              log=None) -> dict:
+              log=None, save_weights: bool = True) -> dict:
     """Train (or resume, or skip when done) one phase; returns train_metrics.
 
     `stop_after` ends the process's work after that many optimizer steps without finishing (tests of resume).
     `log(metrics: dict, step: int)` receives the training curve and dev scores (the CLI passes MLflow's)."""
+    return train_phase(task_names, phase, init_dir, out_dir, seed, params, cfg, progress, stop_after, log,
+                       save_weights)[0]
+
+
+def train_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: str | Path, seed: int,
+                params: Params, cfg: TrainConfig | None = None, progress: bool = True, stop_after: int | None = None,
+                log=None, save_weights: bool = True) -> tuple[dict, MultiTaskModel | None]:
+    """`run_phase` that also hands back the trained model (None when the run was already done or interrupted).
+    `save_weights=False` writes the run's record but not its weights: for runs evaluated from memory and then
+    dropped (the study's phase 3 without `keep_target_models`, tuning trials); such a run never counts as done."""
     from transformers import AutoModel
 
     from ..models.tokenizer import load_tokenizer
@@ -165,7 +175,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     fp = fingerprint(task_names, phase, init_dir, seed, cfg, params)
     done = finished_run(out_dir, fp)
     if done:
-        return done
+        return done, None
     claim_out_dir(out_dir, fp)
     random.seed(seed)
     np.random.seed(seed)
@@ -291,12 +301,12 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
                 _save_checkpoint(ckpt, model, optimizer, scheduler, mask_gen, sampler_rng, state, best_state)
             if stop_after is not None and steps_this_process >= stop_after:
                 bar.close()
-                return {"interrupted_at": state["step"]}
+                return {"interrupted_at": state["step"]}, None
     bar.close()
 
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
-    model.save(out_dir, tok)
+    model.save(out_dir, tok, weights=save_weights)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics = {
         "phase": phase, "tasks": task_names, "seed": seed, "init": str(init_dir), "fingerprint": fp,
@@ -312,7 +322,7 @@ def run_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir: 
     }
     write_json(out_dir / DONE, metrics)
     shutil.rmtree(ckpt, ignore_errors=True)
-    return metrics
+    return metrics, model
 
 
 def fingerprint(task_names, phase, init_dir: Path, seed: int, cfg: TrainConfig, params: Params) -> str:

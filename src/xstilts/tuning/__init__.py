@@ -86,7 +86,7 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
                 run.params({"learning_rate": lr, "epochs": epochs})
             try:
                 m = run_phase(tasks, phase, init_dir, trial_dir, space.seed, params, cfg, progress=progress,
-                              log=report)
+                              log=report, save_weights=False)  # only its dev score counts
             except optuna.TrialPruned as e:  # a pruned trial ended as planned: its MLflow run is not FAILED
                 pruned = e
             finally:

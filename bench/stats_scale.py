@@ -3,13 +3,20 @@
 40 languages x 5 seeds x 5 arms (+ baseline) with 10,000 bootstrap resamples over 5,000 examples per language,
 seqeval-F1-like pieces; then the across-language tests of every arm. Prints seconds and peak memory, and the
 reference (a single arm, a single seed) in the same run, so the cost of pooling arms and seeds reads as a ratio.
+Then the stats stage's own code path at the same scale (`--end-to-end`, default on): synthetic run folders
+(metrics.json + one prediction line per example, as a real study writes them) read and analysed by
+`stats.analysis.analyse_target` — per-language bootstraps pooled and per seed, across-language tests, ASO, the
+mixed model, selection — so file reading and the per-seed detail are in the number too.
 
     .venv/bin/python bench/stats_scale.py [--languages 40 --seeds 5 --arms 5 --resamples 10000 --examples 5000]
 """
 
 import argparse
 import resource
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +37,7 @@ def main():
     ap.add_argument("--arms", type=int, default=5)
     ap.add_argument("--resamples", type=int, default=10_000)
     ap.add_argument("--examples", type=int, default=5_000)
+    ap.add_argument("--end-to-end", action=argparse.BooleanOptionalAction, default=True)
     a = ap.parse_args()
     rng = np.random.default_rng(0)
     data = [(pieces(rng, a.seeds, a.examples), {f"arm{j}": pieces(rng, a.seeds, a.examples) for j in range(a.arms)})
@@ -53,6 +61,38 @@ def main():
     print(f"across-language tests (sign-flip, Wilcoxon, hierarchical bootstrap, replicability) for {a.arms} arms: "
           f"{across:.1f} s")
     print(f"total {boot + across:.1f} s; peak RSS {peak:.0f} MB")
+    if a.end_to_end:
+        end_to_end(a, ref)
+
+
+def end_to_end(a, ref: float) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from conftest import params_with_study, write_synthetic_run
+
+    from xstilts.stats.analysis import analyse_target
+
+    real = params_with_study()
+    arms = ["none"] + [a_ for a_ in real.study.arms if a_ != "none"][: a.arms]
+    params = params_with_study(arms={x: real.study.arms[x] for x in arms}, intermediate_arms=arms[1:],
+                               seeds=list(range(1, a.seeds + 1)), targets=["xnli"], retrieval=[])
+    rng = np.random.default_rng(0)
+    langs = [f"l{i:02d}" for i in range(a.languages)]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        t = time.perf_counter()
+        for j, arm in enumerate(arms):
+            for s in params.study.seeds:
+                write_synthetic_run(root, "xnli", arm, s, {l: 0.5 + 0.005 * j + 0.002 * i for i, l in enumerate(langs)},
+                                    rng, n=a.examples)
+        written = time.perf_counter() - t
+        t = time.perf_counter()
+        r = analyse_target(params, "xnli", root, a.resamples, 0)
+        took = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n_files = len(arms) * a.seeds * a.languages
+    print(f"end to end (stats.analysis.analyse_target): {len(arms) - 1} arms + baseline x {a.seeds} seeds x "
+          f"{a.languages} languages = {n_files} prediction files of {a.examples} examples (written in {written:.0f} s): "
+          f"{took:.1f} s ({took / ref:.0f}x the reference), {len(r['arms'])} claims; peak RSS {peak:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,20 @@ def test_report_without_stats_is_a_clear_error(tmp_path):
     params = params_with_study(targets=["xnli"], retrieval=[])
     with pytest.raises(XstiltsError, match="run `xstilts stats`"):
         write_report(params, tmp_path / "reports", tmp_path / "stats", tmp_path / "runs")
+
+
+def test_headline_flags_significant_claims_whose_ci_includes_zero():
+    from xstilts.report import headline
+
+    params = params_with_study(targets=["xnli"], retrieval=[], arms={"none": [], "good": ["sick"], "same": ["siqa"]})
+    across = {"test": "sign-flip", "adjustment": "holm over xnli's 2 arms", "p_wilcoxon": 0.01, "n_languages": 10,
+              "n_seeds": 3, "min_attainable_p": 0.002}
+    stats = {"xnli": {"arms": {
+        "good": {"across": {**across, "delta": 3.0, "ci_low": 1.0, "ci_high": 5.0, "p_sign_flip": 0.002,
+                            "p_adjusted": 0.004}},
+        "same": {"across": {**across, "delta": -2.6, "ci_low": -5.7, "ci_high": 0.4, "p_sign_flip": 0.002,
+                            "p_adjusted": 0.004}}}}}
+    lines = headline(params, stats, {})
+    assert lines[0].startswith("2 of 2 arm x target gains are significant")
+    fragile = [l for l in lines if "hierarchical 95 % CI that includes 0" in l]
+    assert len(fragile) == 1 and "same→xnli" in fragile[0] and "good→xnli" not in fragile[0]

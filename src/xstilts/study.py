@@ -107,9 +107,10 @@ def collect(params: Params, root: str | Path = "results/runs", out_dir: str | Pa
     """Tidy scores of every finished run (one row per arm, target, split, language, seed, metric) and a summary
     per arm x target: the zero-shot average (English excluded) as mean and sd over seeds."""
     study = study_of(params)
-    rows, missing = [], []
+    rows, missing, runs_of = [], [], {}
     for target in study.targets + study.retrieval:
         runs, lost = run_metrics(params, target, root)
+        runs_of[target] = runs
         missing += lost
         for (arm, seed), m in runs.items():
             for split, per_lang in m["splits"].items():
@@ -127,12 +128,8 @@ def collect(params: Params, root: str | Path = "results/runs", out_dir: str | Pa
     summary = {}
     for target in study.targets + study.retrieval:
         for arm in study.arms:
-            per_seed = []
-            for seed in study.seeds:
-                vals = [r["value"] for r in rows if r["target"] == target and r["arm"] == arm and r["seed"] == seed
-                        and r["split"] == "test" and r["primary"] and r["language"] != "en"]
-                if vals:
-                    per_seed.append(float(np.mean(vals)))
+            per_seed = [v for seed in study.seeds if (arm, seed) in runs_of[target]
+                        and (v := zero_shot_average(runs_of[target][(arm, seed)])) is not None]
             if per_seed:
                 summary.setdefault(target, {})[arm] = {"mean": float(np.mean(per_seed)),
                                                        "sd": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,

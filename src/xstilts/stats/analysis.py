@@ -156,6 +156,26 @@ def _holm_families(results: dict, family: str) -> list[tuple[str, list[tuple[str
             for t in results]
 
 
+def claim_rows(results: dict[str, dict], alpha: float) -> list[dict]:
+    """One row per arm x target with an across-language test: the claims table of claims.csv and the report.
+    `results` are `analyse_target`'s outputs after Holm (or the `results/stats/<study>/<target>.json` files)."""
+    rows = []
+    for t, r in results.items():
+        for a, x in r["arms"].items():
+            c = x.get("across")
+            if not c:
+                continue
+            rep = (x.get("replicability") or {}).get("bonferroni") or {}
+            rows.append({"target": t, "arm": a, "delta": c["delta"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
+                         "test": c["test"], "p": c["p_sign_flip"], "p_adjusted": c["p_adjusted"],
+                         "adjustment": c["adjustment"], "significant": bool(c["p_adjusted"] <= alpha),
+                         "p_wilcoxon": c["p_wilcoxon"], "aso_epsilon_min": x.get("aso_epsilon_min"),
+                         "replicability": rep.get("count"), "replicability_of": rep.get("n"),
+                         "n_languages": c["n_languages"], "n_seeds": c["n_seeds"],
+                         "min_attainable_p": c["min_attainable_p"]})
+    return rows
+
+
 def analyse_study(params: Params, root: str | Path = "results/runs", out_root: str | Path = "results/stats",
                   n_resamples: int | None = None, seed: int | None = None,
                   metrics_file: str | Path = "results/metrics/stats.json") -> dict:
@@ -172,19 +192,10 @@ def analyse_study(params: Params, root: str | Path = "results/runs", out_root: s
         holm = C.adjust([results[t]["arms"][a]["across"]["p_sign_flip"] for t, a in cells], "holm")
         for (t, a), q in zip(cells, holm):
             results[t]["arms"][a]["across"].update(p_adjusted=float(q), adjustment=label)
-    claims, per_lang = [], []
+    claims = claim_rows(results, cfg.alpha)
+    per_lang = []
     for t, r in results.items():
         for a, x in r["arms"].items():
-            if "across" in x:
-                c = x["across"]
-                claims.append({"target": t, "arm": a, "delta": c["delta"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
-                               "test": c["test"], "p": c["p_sign_flip"], "p_adjusted": c["p_adjusted"],
-                               "adjustment": c["adjustment"], "significant": bool(c["p_adjusted"] <= cfg.alpha),
-                               "p_wilcoxon": c["p_wilcoxon"],
-                               "aso_epsilon_min": x.get("aso_epsilon_min"),
-                               "replicability": x.get("replicability", {}).get("bonferroni", {}).get("count"),
-                               "n_languages": c["n_languages"], "n_seeds": c["n_seeds"],
-                               "min_attainable_p": c["min_attainable_p"]})
             for lang, v in x["per_language"].items():
                 per_lang.append({"target": t, "arm": a, "language": lang, "delta": v["delta"], "ci_low": v["ci_low"],
                                  "ci_high": v["ci_high"], "p": v["p"], "p_adjusted": v["p_adjusted"],

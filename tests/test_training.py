@@ -171,3 +171,19 @@ def test_non_english_tasks_train_and_select_in_their_registry_language(smoke_env
     prepare_task("xglue_nli_de", params)
     m = run_phase(["xglue_nli_de"], "intermediate", base, tmp_path / "run", 1, params, progress=False)
     assert set(m["dev"]) == {"xglue_nli_de"} and m["dev_objective"] is not None  # German dev selected on
+
+
+def test_attention_dropout_changes_training_but_not_the_saved_config(smoke_env, tmp_path):
+    params, base = smoke_env
+    own = json.loads((Path(base) / "config.json").read_text())["attention_probs_dropout_prob"]
+    assert own > 0
+    off = _cfg(params, "target", ["xnli"], attention_dropout=0.0, precision="bf16")  # the math-kernel path
+    on = _cfg(params, "target", ["xnli"], precision="bf16")
+    a = run_phase(["xnli"], "target", base, tmp_path / "a", 1, params, off, progress=False)
+    b = run_phase(["xnli"], "target", base, tmp_path / "b", 1, params, off, progress=False)
+    run_phase(["xnli"], "target", base, tmp_path / "c", 1, params, on, progress=False)
+    ha, hb, hc = _heads(tmp_path / "a"), _heads(tmp_path / "b"), _heads(tmp_path / "c")
+    assert all(torch.equal(ha[k], hb[k]) for k in ha) and a["dev"] == b["dev"]
+    assert not all(torch.equal(ha[k], hc[k]) for k in ha)
+    # the next phase starts from the model's own attention dropout, whatever this phase trained with
+    assert json.loads((tmp_path / "a/encoder/config.json").read_text())["attention_probs_dropout_prob"] == own

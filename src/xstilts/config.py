@@ -73,6 +73,10 @@ class TrainConfig(Strict):
     lora_alpha: int = Field(16, ge=1)
     pooling: Literal["cls", "mean"] = "mean"
     dropout: float = Field(0.1, ge=0, lt=1)
+    attention_dropout: float | None = Field(
+        None, ge=0, lt=1, description="dropout on the encoder's attention probabilities while training; null keeps "
+        "the model's own (0.1 for BERT/XLM-R). On CPU, any attention dropout sends scaled-dot-product attention to "
+        "the slow math kernel (~6x the attention time); the saved encoder config is not changed")
     sampler: Literal["uniform", "proportional", "temperature"] = "proportional"
     temperature: float = Field(2.0, gt=0)
     example_cap: int | None = Field(None, ge=1, description="sampler: count at most this many examples per task")

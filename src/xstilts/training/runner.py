@@ -196,6 +196,8 @@ def train_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir
     model = MultiTaskModel(encoder, specs)
     model = set_trainable(model, cfg.mode, cfg.lora_r, cfg.lora_alpha)
     model.precision = cfg.precision
+    if cfg.attention_dropout is not None:
+        model.set_attention_dropout(cfg.attention_dropout)
 
     sizes = {name: len(f) for name, f in streams.items()}
     probs = sampler_probs(sizes, cfg)

@@ -9,6 +9,9 @@ TORCH_SPEC ?= torch==2.13.0
 BUNDLE ?= ../shared/data/xtreme-mini.tar.gz
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 5000
+MLRUNS ?= mlruns
 
 .PHONY: setup data repro test ui clean-venv
 
@@ -39,8 +42,8 @@ test: data
 
 # MLflow UI on the project's store (never a bare `mlflow ui`: it would create an empty database).
 ui: $(STAMP)
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 \
-	  --backend-store-uri sqlite:///$(abspath mlruns)/mlflow.db --default-artifact-root $(abspath mlruns)
+	$(BIN)/mlflow ui --host $(UI_HOST) --port $(UI_PORT) \
+	  --backend-store-uri sqlite:///$(abspath $(MLRUNS))/mlflow.db --default-artifact-root $(abspath $(MLRUNS))
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,11 +4,13 @@ metrics; artifacts without weights; a failing or terminated run is FAILED; a re-
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import Request, urlopen
 
 import pytest
 import yaml
@@ -97,3 +99,42 @@ def test_a_changed_recipe_opens_a_new_run(cli):
     runs = [r for r in read_runs(tmp / "mlruns", "test-study") if r["name"] == "target:sick:seed1"]
     assert len(runs) == 2 and all(r["status"] == "FINISHED" for r in runs)
     assert {r["params"]["learning_rate"] for r in runs} == {"0.001", "0.0005"}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_make_ui_serves_the_tracked_runs(cli):
+    """`make ui` (the README's command) on the project's store answers the MLflow REST API with our runs."""
+    run, base, tmp = cli
+    run("train", "--phase", "target", "--tasks", "panx", "--init", str(base), "--out", str(tmp / "m"), "--seed", "1")
+    repo, venv, port = Path(__file__).resolve().parents[1], Path(sys.executable).parent.parent, _free_port()
+    # -o: never let the test re-install the environment it runs in
+    proc = subprocess.Popen(["make", "-s", "-C", str(repo), "ui", f"VENV={venv}", f"UI_PORT={port}",
+                             f"MLRUNS={tmp / 'mlruns'}", "-o", f"{venv}/.installed"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline, found = time.time() + 120, None
+        while found is None and time.time() < deadline and proc.poll() is None:
+            try:
+                with urlopen(f"{base_url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=test-study") as r:
+                    found = json.load(r)["experiment"]["experiment_id"]
+            except OSError:
+                time.sleep(0.5)
+        assert found is not None, f"the UI did not answer on port {port} (exit code {proc.poll()})"
+        req = Request(f"{base_url}/api/2.0/mlflow/runs/search", method="POST",
+                      data=json.dumps({"experiment_ids": [found]}).encode(), headers={"Content-Type": "application/json"})
+        with urlopen(req) as r:
+            runs = json.load(r)["runs"]
+        names = {x["info"]["run_name"]: x for x in runs}
+        assert names["target:panx:seed1"]["info"]["status"] == "FINISHED"
+        assert any(m["key"] == "train/loss" for m in names["target:panx:seed1"]["data"]["metrics"])
+        with urlopen(base_url + "/") as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

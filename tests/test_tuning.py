@@ -42,10 +42,7 @@ def test_study_finds_values_and_writes_them(smoke_env, tmp_path):
     cfg = _apply_hpo(params.active.training.resolve("target", ["panx"]), out)
     assert (cfg.learning_rate, cfg.epochs) == (r["learning_rate"], r["epochs"])
     # a changed recipe is a new study (trials scored under the old recipe are not reused); more trials extend one
-    tr = params.active.training
-    edited = tr.model_copy(update={"tasks": {**tr.tasks, "panx": {**tr.tasks.get("panx", {}), "max_length": 48}}})
-    p2 = params.model_copy(update={"profiles": {**params.profiles, params.profile: params.active.model_copy(
-        update={"training": edited})}})
+    p2 = _with_task_recipe(params, "panx", max_length=48)
     r2 = tune("target", ["panx"], base, tmp_path / "p2.yaml", p2, tmp_path / "work")
     assert r2["study"] != r["study"] and r2["n_complete"] + r2["n_pruned"] == 5
     more, _ = _params((params, base), n_trials=6)
@@ -72,6 +69,30 @@ def test_tuning_off_writes_the_fixed_values(smoke_env, tmp_path):
     r = tune("target", ["panx"], base, tmp_path / "p.yaml", params, tmp_path / "w")
     fixed = params.active.training.resolve("target", ["panx"])
     assert r == {"tuned": False, "learning_rate": fixed.learning_rate, "epochs": fixed.epochs}
+
+
+def _with_task_recipe(params, task, **recipe):
+    tr = params.active.training
+    edited = tr.model_copy(update={"tasks": {**tr.tasks, task: {**tr.tasks.get(task, {}), **recipe}}})
+    return params.model_copy(update={"profiles": {**params.profiles, params.profile: params.active.model_copy(
+        update={"training": edited})}})
+
+
+def test_a_learning_rate_set_in_the_task_recipe_is_kept_and_only_epochs_are_searched(smoke_env, tmp_path):
+    params, base = _params(smoke_env, n_trials=3, epochs=(1, 3), learning_rate=(1e-4, 3e-3), n_startup_trials=1,
+                           prune_startup_trials=5, storage_dir=str(tmp_path / "optuna"))
+    free = tune("target", ["panx"], base, tmp_path / "free.yaml", params, tmp_path / "w")
+    pinned = _with_task_recipe(params, "panx", learning_rate=7e-4)
+    r = tune("target", ["panx"], base, tmp_path / "pin.yaml", pinned, tmp_path / "w")
+    assert r["tuned"] and r["learning_rate"] == 7e-4 and r["pinned"] == ["learning_rate"] and 1 <= r["epochs"] <= 3
+    study = optuna.load_study(study_name=r["study"], storage=f"sqlite:///{tmp_path / 'optuna/optuna.db'}")
+    assert r["study"] != free["study"] and all(set(t.params) == {"epochs"} for t in study.trials)
+    cfg = _apply_hpo(pinned.active.training.resolve("target", ["panx"]), tmp_path / "pin.yaml")
+    assert cfg.learning_rate == 7e-4
+    # both fixed: nothing to search, the recipe's values are written as they are
+    both = tune("target", ["panx"], base, tmp_path / "both.yaml", _with_task_recipe(pinned, "panx", epochs=2),
+                tmp_path / "w")
+    assert both == {"tuned": False, "learning_rate": 7e-4, "epochs": 2, "pinned": ["epochs", "learning_rate"]}
 
 
 def test_bad_ranges_and_missing_result_file(tmp_path):

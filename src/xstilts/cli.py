@@ -310,7 +310,11 @@ def cmd_tune(args) -> None:
     if r["tuned"]:
         print(f"tuned {args.phase} {'+'.join(args.tasks)}: learning_rate {r['learning_rate']:.2e}, epochs "
               f"{r['epochs']} (English dev {r['dev_objective']:.2f}; {r['n_complete']} complete, "
-              f"{r['n_pruned']} pruned) -> {args.out}")
+              f"{r['n_pruned']} pruned{'; fixed by its recipe: ' + ', '.join(r['pinned']) if r.get('pinned') else ''})"
+              f" -> {args.out}")
+    elif r.get("pinned") and params.active.tuning.enabled:
+        print(f"nothing to tune for {args.phase} {'+'.join(args.tasks)}: {' and '.join(r['pinned'])} set in its "
+              f"recipe -> {args.out}")
     else:
         print(f"tuning off for this profile: fixed values -> {args.out}")
 

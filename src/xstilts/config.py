@@ -87,6 +87,9 @@ class TrainConfig(Strict):
     mlm_probability: float = Field(0.15, gt=0, lt=1)
 
 
+TUNABLE = ("learning_rate", "epochs")  # what `tuning` searches (per phase and task)
+
+
 class Training(Strict):
     """Recipe resolution: defaults <- phase (intermediate | target) <- the study arm's entry (intermediate phases
     of an arm) or the task's entry (single-task phases)."""
@@ -108,6 +111,15 @@ class Training(Strict):
             if bad:
                 raise ValueError(f"training.{name}: unknown key {bad[0]!r}; expected one of: {', '.join(allowed)}")
         return self
+
+    def pinned(self, phase: str, tasks: list[str], arm: str | None = None) -> dict[str, Any]:
+        """Tunable values (learning rate, epochs) set explicitly in the arm's entry (intermediate phase of an arm)
+        or the task's entry (single-task phase): the tuning keeps them fixed and searches only the rest."""
+        if arm is not None and phase == "intermediate":
+            entry = self.arms.get(arm, {})
+        else:
+            entry = self.tasks.get(tasks[0], {}) if len(tasks) == 1 else {}
+        return {k: entry[k] for k in TUNABLE if k in entry}
 
     def resolve(self, phase: str, tasks: list[str], arm: str | None = None) -> TrainConfig:
         if phase not in ("intermediate", "target"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..atomic import atomic_file
-from ..config import Params, TrainConfig
+from ..config import TUNABLE, Params, TrainConfig
 from ..errors import XstiltsError
 from ..training.runner import run_phase
 
@@ -43,12 +43,17 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
 
     space = params.active.tuning
     base_cfg = params.active.training.resolve(phase, tasks, arm)
-    if not space.enabled:
+    pinned = params.active.training.pinned(phase, tasks, arm)
+    searched = [k for k in TUNABLE if k not in pinned]
+    if not space.enabled or not searched:
         result = {"tuned": False, "learning_rate": base_cfg.learning_rate, "epochs": base_cfg.epochs}
+        if pinned:
+            result["pinned"] = sorted(pinned)
         _write(out_file, result)
         return result
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name = f"{params.tracking.experiment}:{phase}:{'+'.join(tasks)}:{study_key(phase, tasks, init_dir, base_cfg, space, params)}"
+    key = study_key(phase, tasks, init_dir, base_cfg, space, params, searched)
+    name = f"{params.tracking.experiment}:{phase}:{'+'.join(tasks)}:{key}"
     study = optuna.create_study(
         study_name=name, storage=storage_for(space.storage_dir, space.n_jobs > 1), direction="maximize",
         load_if_exists=True,
@@ -58,8 +63,10 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
     work_dir = Path(work_dir)
 
     def objective(trial: optuna.Trial) -> float:
-        lr = trial.suggest_float("learning_rate", space.learning_rate[0], space.learning_rate[1], log=True)
-        epochs = trial.suggest_int("epochs", space.epochs[0], space.epochs[1])
+        # a value the task's (or arm's) own recipe sets is kept: the researcher fixed it on purpose
+        lr = (trial.suggest_float("learning_rate", space.learning_rate[0], space.learning_rate[1], log=True)
+              if "learning_rate" in searched else base_cfg.learning_rate)
+        epochs = trial.suggest_int("epochs", space.epochs[0], space.epochs[1]) if "epochs" in searched else base_cfg.epochs
         cfg = TrainConfig.model_validate({**base_cfg.model_dump(), "learning_rate": lr, "epochs": epochs,
                                           "eval_every": 0, "patience": 0, "max_steps": space.max_steps})
         trial_dir = work_dir / f"trial{trial.number}"
@@ -109,7 +116,9 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
     best = study.best_trial
     # 6 significant digits: DVC re-serialises params floats and drops the 17th digit, so a full-precision value
     # never compares equal in dvc.lock and the training stage would look changed forever
-    result = {"tuned": True, "learning_rate": float(f"{best.params['learning_rate']:.6g}"), "epochs": best.params["epochs"],
+    lr = best.params.get("learning_rate", base_cfg.learning_rate)
+    result = {"tuned": True, "learning_rate": float(f"{lr:.6g}"), "epochs": best.params.get("epochs", base_cfg.epochs),
+              **({"pinned": sorted(pinned)} if pinned else {}),
               "dev_objective": best.value, "best_trial": best.number, "study": name,
               "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED"),
               "storage": str(storage_dir_abs(space.storage_dir))}
@@ -123,14 +132,16 @@ def _sampler_seed(seed: int, phase: str, tasks: list[str]) -> int:
     return (seed + int(hashlib.sha256(f"{phase}:{'+'.join(tasks)}".encode()).hexdigest()[:8], 16)) % 2**32
 
 
-def study_key(phase, tasks, init_dir, base_cfg: TrainConfig, space, params: Params) -> str:
+def study_key(phase, tasks, init_dir, base_cfg: TrainConfig, space, params: Params,
+              searched=TUNABLE) -> str:
     """What a study's trials depend on: the recipe without the tuned values, the initial weights, the data and the
     search space. It is part of the study name, so a changed recipe (or a queued experiment with other params)
     starts its own study instead of reusing trials scored under another recipe; a resumed or extended
     (`n_trials`) search continues the same one."""
     from ..training.runner import fingerprint
 
-    cfg = base_cfg.model_copy(update={"learning_rate": 1.0, "epochs": 1})  # tuned: not part of the identity
+    # searched values are not part of the identity; pinned ones are (the trials were scored with them)
+    cfg = base_cfg.model_copy(update={k: v for k, v in (("learning_rate", 1.0), ("epochs", 1)) if k in searched})
     fp = fingerprint(tasks, phase, Path(init_dir), space.seed, cfg, params)
     s = json.dumps(space.model_dump(exclude={"enabled", "n_trials", "n_jobs", "storage_dir"}), sort_keys=True)
     return hashlib.sha256((fp + s).encode()).hexdigest()[:8]

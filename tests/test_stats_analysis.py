@@ -60,8 +60,8 @@ def test_no_baseline_is_a_clear_error(tmp_path):
 
 
 def test_arms_share_each_resample_and_match_the_single_arm_bootstrap(study):
-    """One draw of resampling counts serves every arm of a language: each arm's CI is exactly what the single-arm
-    paired bootstrap with the same seed gives."""
+    """One draw of resampling counts serves every arm and seed of a language: each arm's CI, pooled over seeds and
+    per seed, is exactly what the single-arm (single-seed) paired bootstrap with the same seed gives."""
     from xstilts.stats import core as C
 
     r, params, root = study
@@ -77,6 +77,11 @@ def test_arms_share_each_resample_and_match_the_single_arm_bootstrap(study):
         got = t[arm]["per_language"]["l3"]
         assert (got["delta"], got["ci_low"], got["ci_high"], got["p"]) == pytest.approx(
             (ref.delta, ref.ci_low, ref.ci_high, ref.p))
+        for i, s in enumerate(params.study.seeds):
+            one = C.paired_bootstrap(pieces("none")[i], pieces(arm)[i], 500, params.stats.seed)
+            mine = got["per_seed"][f"seed{s}"]
+            assert (mine["delta"], mine["ci_low"], mine["ci_high"], mine["p"], mine["n_seeds"]) == pytest.approx(
+                (one.delta, one.ci_low, one.ci_high, one.p, 1))
 
 
 def test_holm_family_can_span_the_whole_study(study, tmp_path):

@@ -107,9 +107,7 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
             if not pa or any(p is None for p in pb):
                 continue
             B, A = _aligned(pb, pa)
-            pooled = C.paired_bootstrap_arms(B, A, n_resamples, seed)
-            per_seed = [C.paired_bootstrap_arms(B[i], {a: x[i] for a, x in A.items()}, n_resamples, seed)
-                        for i in range(len(paired))]
+            pooled, per_seed = C.paired_bootstrap_arms(B, A, n_resamples, seed, per_seed=True)
             for a, t in pooled.items():
                 one_sided = t.p / 2 if t.delta > 0 else 1 - t.p / 2
                 per_language[a][lang] = {**t.as_dict(), "p_one_sided": one_sided,

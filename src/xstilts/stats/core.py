@@ -77,9 +77,13 @@ def paired_bootstrap(base: np.ndarray, arm: np.ndarray, n_resamples: int = 10_00
 
 
 def paired_bootstrap_arms(base: np.ndarray, arms: dict[str, np.ndarray], n_resamples: int = 10_000, seed: int = 0,
-                          confidence: float = 0.95, chunk: int = 1000) -> dict[str, Test]:
+                          confidence: float = 0.95, chunk: int = 1000, per_seed: bool = False):
     """`paired_bootstrap` of several arms against one baseline on one language, sharing each resample across arms
-    and seeds: one draw of resampling counts and one matrix product per chunk for all of them."""
+    and seeds: one draw of resampling counts and one matrix product per chunk for all of them.
+
+    per_seed: also return, per seed, each arm's bootstrap on that seed alone, from the same draws (drawing the
+    counts is most of the cost). The draws depend only on `seed` and n, so these equal separate single-seed calls.
+    Returns {arm: Test}, or ({arm: Test}, [{arm: Test} per seed]) with per_seed."""
     base = np.asarray(base, float)
     base = base[None] if base.ndim == 2 else base
     stack = [base]
@@ -96,21 +100,28 @@ def paired_bootstrap_arms(base: np.ndarray, arms: dict[str, np.ndarray], n_resam
     deltas = (observed[1:] - observed[0]).mean(axis=1)
     flat = pieces.transpose(2, 0, 1, 3).reshape(n, -1).astype(np.float32)  # (n, k*seeds*2)
     rng = np.random.default_rng(seed)
-    gains = np.empty((n_resamples, k - 1))
+    seed_gains = np.empty((n_resamples, k - 1, n_seeds))
     for s in range(0, n_resamples, chunk):
         c = _resample_counts(rng, n, min(chunk, n_resamples - s))
         sums = (c @ flat).reshape(len(c), k, n_seeds, 2)
         den = sums[..., 1]
         r = np.where(den > 0, 100.0 * sums[..., 0] / np.where(den > 0, den, 1.0), 0.0)  # (c, k, seeds)
-        gains[s:s + len(c)] = (r[:, 1:] - r[:, :1]).mean(axis=2)
-    lo, hi = np.quantile(gains, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
-    out = {}
-    for j, name in enumerate(arms):
-        d = float(deltas[j])
-        p = (1 + np.sum(np.abs(gains[:, j] - d) >= abs(d))) / (n_resamples + 1)
-        out[name] = Test(d, float(lo[j]), float(hi[j]), float(min(1.0, p)), "paired bootstrap (examples)",
-                         n_languages=1, n_seeds=n_seeds, n_examples=n)
-    return out
+        seed_gains[s:s + len(c)] = r[:, 1:] - r[:, :1]
+
+    def tests(gains, observed_deltas, seeds_in):
+        lo, hi = np.quantile(gains, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+        out = {}
+        for j, name in enumerate(arms):
+            d = float(observed_deltas[j])
+            p = (1 + np.sum(np.abs(gains[:, j] - d) >= abs(d))) / (n_resamples + 1)
+            out[name] = Test(d, float(lo[j]), float(hi[j]), float(min(1.0, p)), "paired bootstrap (examples)",
+                             n_languages=1, n_seeds=seeds_in, n_examples=n)
+        return out
+
+    pooled = tests(seed_gains.mean(axis=2), deltas, n_seeds)
+    if not per_seed:
+        return pooled
+    return pooled, [tests(seed_gains[:, :, i], observed[1:, i] - observed[0, i], 1) for i in range(n_seeds)]
 
 
 # ---------------------------------------------------------------- across languages (seed-averaged gains)

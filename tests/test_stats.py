@@ -76,6 +76,21 @@ def test_paired_bootstrap_matches_a_loop_and_pools_seeds():
         C.paired_bootstrap(base, arm[:10])
 
 
+def test_bootstrap_p_counts_ties_exactly_on_a_small_test_set():
+    """24 accuracy examples: the bootstrap distribution is discrete and many resampled gains lie exactly at
+    |observed gain| from the null. The p must equal the one counted in integers on the same draws (float32 once
+    decided those ties by rounding)."""
+    rng = np.random.default_rng(5)
+    base, arm = (np.c_[rng.binomial(1, q, 24), np.ones(24)] for q in (0.5, 0.6))
+    t = C.paired_bootstrap(base, arm, n_resamples=3000, seed=11, chunk=1000)
+    draws = np.random.default_rng(11)
+    counts = np.concatenate([C._resample_counts(draws, 24, 1000) for _ in range(3)]).astype(np.int64)
+    diff = (arm[:, 0] - base[:, 0]).astype(np.int64)
+    D, G = diff.sum(), counts @ diff  # gains in units of 100/24 points
+    assert D != 0 and np.sum(np.abs(G - D) == abs(D)) > 30  # ties are common here
+    assert t.p == (1 + np.sum(np.abs(G - D) >= abs(D))) / 3001
+
+
 def test_selection_is_made_on_dev_not_test():
     s = C.select_on_dev({"nli": 70.0, "qa": 72.0}, {"nli": {"delta": 3.0}, "qa": {"delta": 1.0}})
     assert s["chosen_on_dev"] == "qa" and s["test"] == {"delta": 1.0} and s["naive_differs"]

@@ -46,7 +46,7 @@ def _resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     which loops over the n categories)."""
     idx = rng.integers(0, n, size=(size, n), dtype=np.int64)
     idx += np.arange(size, dtype=np.int64)[:, None] * n
-    return np.bincount(idx.ravel(), minlength=size * n).reshape(size, n).astype(np.float32)
+    return np.bincount(idx.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
 
 
 @dataclass
@@ -98,7 +98,9 @@ def paired_bootstrap_arms(base: np.ndarray, arms: dict[str, np.ndarray], n_resam
     pieces = np.stack(stack)  # (k, seeds, n, 2)
     observed = np.array([[ratio(p) for p in arm] for arm in pieces])  # (k, seeds)
     deltas = (observed[1:] - observed[0]).mean(axis=1)
-    flat = pieces.transpose(2, 0, 1, 3).reshape(n, -1).astype(np.float32)  # (n, k*seeds*2)
+    # float64 throughout: small test sets give a discrete bootstrap distribution with many resampled gains exactly
+    # at |observed gain| from the null; float32 rounding decided those ties at random (p moved by ~0.04)
+    flat = pieces.transpose(2, 0, 1, 3).reshape(n, -1)  # (n, k*seeds*2)
     rng = np.random.default_rng(seed)
     seed_gains = np.empty((n_resamples, k - 1, n_seeds))
     for s in range(0, n_resamples, chunk):
@@ -113,7 +115,7 @@ def paired_bootstrap_arms(base: np.ndarray, arms: dict[str, np.ndarray], n_resam
         out = {}
         for j, name in enumerate(arms):
             d = float(observed_deltas[j])
-            p = (1 + np.sum(np.abs(gains[:, j] - d) >= abs(d))) / (n_resamples + 1)
+            p = (1 + np.sum(np.abs(gains[:, j] - d) >= abs(d) - 1e-9)) / (n_resamples + 1)  # ties count
             out[name] = Test(d, float(lo[j]), float(hi[j]), float(min(1.0, p)), "paired bootstrap (examples)",
                              n_languages=1, n_seeds=seeds_in, n_examples=n)
         return out

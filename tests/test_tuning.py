@@ -1,6 +1,7 @@
 """Optuna per (phase, task) on the smoke profile: seeded, English-dev objective, pruning, nested MLflow trials,
 and the best values flowing into training through the result file."""
 
+import csv
 import json
 
 import optuna
@@ -31,6 +32,12 @@ def test_study_finds_values_and_writes_them(smoke_env, tmp_path):
     assert r["tuned"] and r["n_complete"] + r["n_pruned"] == 5 and r["n_complete"] >= 1
     assert 1e-4 <= r["learning_rate"] <= 3e-3 and 1 <= r["epochs"] <= 3
     assert yaml.safe_load(out.read_text()) == r
+    rows = list(csv.DictReader((tmp_path / "hpo/target/panx.trials.csv").open()))  # every trial, as a table
+    assert [x["trial"] for x in rows] == ["0", "1", "2", "3", "4"]
+    assert sorted(x["state"] for x in rows) == sorted(["COMPLETE"] * r["n_complete"] + ["PRUNED"] * r["n_pruned"])
+    best = rows[r["best_trial"]]
+    assert float(best["dev_objective"]) == pytest.approx(r["dev_objective"]) and int(best["epochs"]) == r["epochs"]
+    assert len(best["dev_per_epoch"].split(";")) == r["epochs"]
     assert not list((tmp_path / "work").glob("trial*"))  # trial folders (weights) are removed
     study = optuna.load_study(study_name=r["study"], storage=f"sqlite:///{tmp_path / 'optuna/optuna.db'}")
     assert study.best_value == pytest.approx(r["dev_objective"])
@@ -69,6 +76,8 @@ def test_tuning_off_writes_the_fixed_values(smoke_env, tmp_path):
     r = tune("target", ["panx"], base, tmp_path / "p.yaml", params, tmp_path / "w")
     fixed = params.active.training.resolve("target", ["panx"])
     assert r == {"tuned": False, "learning_rate": fixed.learning_rate, "epochs": fixed.epochs}
+    assert (tmp_path / "p.trials.csv").read_text().splitlines() == [
+        "trial,state,learning_rate,epochs,dev_objective,dev_per_epoch"]
 
 
 def _with_task_recipe(params, task, **recipe):

@@ -4,8 +4,8 @@ The only package that imports optuna. Seeded TPE (multivariate, constant liar: O
 pruning on per-epoch English-dev scores, storage resolved to an absolute path (SQLite for sequential search, a
 journal file when trials run in parallel: SQLite locks). Each trial is a nested MLflow run; trial folders are
 deleted after scoring (only the scores matter). The best values are written to `results/hpo/<phase>/<task>.yaml`,
-which training stages read as DVC params. Never tuned on target-language data: the objective is the phase
-runner's English-dev objective.
+which training stages read as DVC params, and every trial to `<task>.trials.csv` next to it. Never tuned on
+target-language data: the objective is the phase runner's English-dev objective.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
         if pinned:
             result["pinned"] = sorted(pinned)
         _write(out_file, result)
+        write_trials(trials_file(out_file), [])
         return result
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     key = study_key(phase, tasks, init_dir, base_cfg, space, params, searched)
@@ -120,10 +121,32 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
     result = {"tuned": True, "learning_rate": float(f"{lr:.6g}"), "epochs": best.params.get("epochs", base_cfg.epochs),
               **({"pinned": sorted(pinned)} if pinned else {}),
               "dev_objective": best.value, "best_trial": best.number, "study": name,
-              "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED"),
-              "storage": str(storage_dir_abs(space.storage_dir))}
+              "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED")}
+    # no storage path in the result: it is a DVC params file of the training stages and is committed, so it must
+    # not depend on the machine or folder that ran the search (the store is `tuning.storage_dir`)
     _write(out_file, result)
+    write_trials(trials_file(out_file), study.trials)
     return result
+
+
+def trials_file(out_file: str | Path) -> Path:
+    """results/hpo/<phase>/<name>.yaml -> <name>.trials.csv: every trial of the study (a DVC-cached output, not in
+    git, so a fresh clone runs the search again and fills its own Optuna store)."""
+    return Path(out_file).with_suffix(".trials.csv")
+
+
+def write_trials(path: Path, trials) -> None:
+    """One row per trial: number, state, the searched values, the English-dev objective and its per-epoch values
+    (what the median pruner compared)."""
+    import csv
+
+    with atomic_file(path) as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["trial", "state", "learning_rate", "epochs", "dev_objective", "dev_per_epoch"])
+        for t in trials:
+            per_epoch = ";".join(f"{v:.4f}" for _, v in sorted(t.intermediate_values.items()))
+            w.writerow([t.number, t.state.name, t.params.get("learning_rate", ""), t.params.get("epochs", ""),
+                        "" if t.value is None else t.value, per_epoch])
 
 
 def _sampler_seed(seed: int, phase: str, tasks: list[str]) -> int:
@@ -145,12 +168,6 @@ def study_key(phase, tasks, init_dir, base_cfg: TrainConfig, space, params: Para
     fp = fingerprint(tasks, phase, Path(init_dir), space.seed, cfg, params)
     s = json.dumps(space.model_dump(exclude={"enabled", "n_trials", "n_jobs", "storage_dir"}), sort_keys=True)
     return hashlib.sha256((fp + s).encode()).hexdigest()[:8]
-
-
-def storage_dir_abs(d: str) -> Path:
-    from ..config import store_path
-
-    return store_path(d).resolve()
 
 
 class _null:

@@ -81,8 +81,8 @@ class MultiTaskModel(nn.Module):
 
     def _attention_kernel(self, device: str):
         # CPU bf16 training without attention dropout: the math SDPA kernel. bench/attention_kernel.py on this
-        # project's CPU: fwd+bwd of 12 layers at 8 x 160 tokens, fused 0.36 s vs math 0.20 s (with dropout 0.1 the
-        # fused kernel falls back to math anyway: 0.40 s). Inference keeps the fused kernel (3x faster there).
+        # project's CPU: fwd+bwd of 12 layers at 8 x 160 tokens, default dispatch 0.36 s vs math 0.17 s (with
+        # dropout 0.1: 0.41 s). Inference keeps the default dispatch (3x faster there).
         if self.training and device == "cpu" and self.precision == "bf16" and self.attention_dropout == 0:
             from torch.nn.attention import SDPBackend, sdpa_kernel
 

@@ -10,6 +10,7 @@ target-language data: the objective is the phase runner's English-dev objective.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import shutil
@@ -45,10 +46,9 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
     base_cfg = params.active.training.resolve(phase, tasks, arm)
     pinned = params.active.training.pinned(phase, tasks, arm)
     searched = [k for k in TUNABLE if k not in pinned]
+    fixed = {k: getattr(base_cfg, k) for k in TUNABLE}  # the recipe's values; a trial overrides the searched ones
     if not space.enabled or not searched:
-        result = {"tuned": False, "learning_rate": base_cfg.learning_rate, "epochs": base_cfg.epochs}
-        if pinned:
-            result["pinned"] = sorted(pinned)
+        result = {"tuned": False, **fixed, **({"pinned": sorted(pinned)} if pinned else {})}
         _write(out_file, result)
         write_trials(trials_file(out_file), [])
         return result
@@ -65,10 +65,12 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
 
     def objective(trial: optuna.Trial) -> float:
         # a value the task's (or arm's) own recipe sets is kept: the researcher fixed it on purpose
-        lr = (trial.suggest_float("learning_rate", space.learning_rate[0], space.learning_rate[1], log=True)
-              if "learning_rate" in searched else base_cfg.learning_rate)
-        epochs = trial.suggest_int("epochs", space.epochs[0], space.epochs[1]) if "epochs" in searched else base_cfg.epochs
-        cfg = TrainConfig.model_validate({**base_cfg.model_dump(), "learning_rate": lr, "epochs": epochs,
+        values = dict(fixed)
+        if "learning_rate" in searched:
+            values["learning_rate"] = trial.suggest_float("learning_rate", *space.learning_rate, log=True)
+        if "epochs" in searched:
+            values["epochs"] = trial.suggest_int("epochs", *space.epochs)
+        cfg = TrainConfig.model_validate({**base_cfg.model_dump(), **values,
                                           "eval_every": 0, "patience": 0, "max_steps": space.max_steps})
         trial_dir = work_dir / f"trial{trial.number}"
         shutil.rmtree(trial_dir, ignore_errors=True)
@@ -91,7 +93,7 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
         pruned = None
         with ctx as run:
             if run is not None:
-                run.params({"learning_rate": lr, "epochs": epochs})
+                run.params(values)
             try:
                 m = run_phase(tasks, phase, init_dir, trial_dir, space.seed, params, cfg, progress=progress,
                               log=report, save_weights=False)  # only its dev score counts
@@ -117,8 +119,8 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
     best = study.best_trial
     # 6 significant digits: DVC re-serialises params floats and drops the 17th digit, so a full-precision value
     # never compares equal in dvc.lock and the training stage would look changed forever
-    lr = best.params.get("learning_rate", base_cfg.learning_rate)
-    result = {"tuned": True, "learning_rate": float(f"{lr:.6g}"), "epochs": best.params.get("epochs", base_cfg.epochs),
+    chosen = {**fixed, **best.params}
+    result = {"tuned": True, "learning_rate": float(f"{chosen['learning_rate']:.6g}"), "epochs": chosen["epochs"],
               **({"pinned": sorted(pinned)} if pinned else {}),
               "dev_objective": best.value, "best_trial": best.number, "study": name,
               "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED")}
@@ -138,8 +140,6 @@ def trials_file(out_file: str | Path) -> Path:
 def write_trials(path: Path, trials) -> None:
     """One row per trial: number, state, the searched values, the English-dev objective and its per-epoch values
     (what the median pruner compared)."""
-    import csv
-
     with atomic_file(path) as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["trial", "state", "learning_rate", "epochs", "dev_objective", "dev_per_epoch"])
@@ -163,8 +163,8 @@ def study_key(phase, tasks, init_dir, base_cfg: TrainConfig, space, params: Para
     (`n_trials`) search continues the same one."""
     from ..training.runner import fingerprint
 
-    # searched values are not part of the identity; pinned ones are (the trials were scored with them)
-    cfg = base_cfg.model_copy(update={k: v for k, v in (("learning_rate", 1.0), ("epochs", 1)) if k in searched})
+    # searched values are not part of the identity (a constant stands in); pinned ones are (trials used them)
+    cfg = base_cfg.model_copy(update={k: {"learning_rate": 1.0, "epochs": 1}[k] for k in searched})
     fp = fingerprint(tasks, phase, Path(init_dir), space.seed, cfg, params)
     s = json.dumps(space.model_dump(exclude={"enabled", "n_trials", "n_jobs", "storage_dir"}), sort_keys=True)
     return hashlib.sha256((fp + s).encode()).hexdigest()[:8]

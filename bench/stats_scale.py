@@ -51,14 +51,15 @@ def main():
     t = time.perf_counter()
     for j in range(a.arms):
         g = np.array([[C.ratio(arms[f"arm{j}"][s]) - C.ratio(b[s]) for s in range(a.seeds)] for b, arms in data])
-        C.across_languages(g, a.resamples)
+        C.run_level_test(g)
+        C.per_language_run_tests(g)
         C.partial_conjunction([r[f"arm{j}"].p for r in per_lang])
     across = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"reference: 1 language x 1 seed x 1 arm, {a.resamples} resamples of {a.examples} examples: {ref:.2f} s")
     print(f"per-language bootstrap, {a.languages} languages x {a.seeds} seeds x {a.arms} arms: {boot:.1f} s "
           f"({boot / ref:.1f}x the reference for {a.languages * a.seeds * a.arms}x the comparisons)")
-    print(f"across-language tests (sign-flip, Wilcoxon, hierarchical bootstrap, replicability) for {a.arms} arms: "
+    print(f"run-level tests (claim, per-language screen, replicability) for {a.arms} arms: "
           f"{across:.1f} s")
     print(f"total {boot + across:.1f} s; peak RSS {peak:.0f} MB")
     if a.end_to_end:

@@ -101,15 +101,17 @@ def params_with_study(**update):
     return params.model_copy(update={"study": params.study.model_copy(update=update)})
 
 
-def write_synthetic_run(root, target, arm, seed, acc_by_lang, rng, n=120):
+def write_synthetic_run(root, target, arm, seed, acc_by_lang, rng, n=120, run_sd=0.0):
     """A finished accuracy run (metrics.json + per-example predictions) with examples drawn at the given accuracy
-    per language: the stats and report stages read it exactly as they read a real run folder."""
+    per language: the stats and report stages read it exactly as they read a real run folder. run_sd: the run's
+    luck, one shift of every language's accuracy (as a real run's seed moves all its languages together)."""
     import json
 
     run = root / target / arm / f"seed{seed}"
     splits = {}
+    shift = rng.normal(0, run_sd) if run_sd else 0.0
     for lang, acc in acc_by_lang.items():
-        correct = rng.binomial(1, acc, n)
+        correct = rng.binomial(1, min(1.0, max(0.0, acc + shift)), n)
         (run / "predictions" / "test").mkdir(parents=True, exist_ok=True)
         with open(run / "predictions" / "test" / f"{lang}.jsonl", "w") as fh:
             for i, c in enumerate(correct):

@@ -249,6 +249,26 @@ def cmd_collect(args) -> None:
     print(f"collected {r['rows']} scores; {len(r['missing'])} runs missing; see results/study/summary.md")
 
 
+def overlap_file(params) -> str:
+    """The overlap stage's output for the study (read by `stats`)."""
+    return f"results/overlap/{params.tracking.experiment}.json"
+
+
+def cmd_overlap(args) -> None:
+    """Study stage: measured overlap of every arm's training data with every target's train/dev/test data."""
+    from .data.overlap import study_overlap, write_overlap
+    from .study import study_of
+
+    params = _params(args)
+    study = study_of(params)
+    r = study_overlap(params, {a: t for a, t in study.arms.items() if t}, study.targets + study.retrieval)
+    out = write_overlap(r, args.out or overlap_file(params))
+    for target, arms in r["controls"].items():
+        for arm, c in arms.items():
+            print(f"{target:9s} {arm:8s} {c['label']}: {c['why']}")
+    print(f"{len(r['rows'])} arm-task x target-split overlaps -> {out}")
+
+
 def cmd_stats(args) -> None:
     """Study stage: significance of every arm's gain over the baseline; tables to results/stats/<study>/ and MLflow."""
     from pathlib import Path
@@ -257,17 +277,20 @@ def cmd_stats(args) -> None:
 
     params = _params(args)
     with _tracker(params).run("stats", _tags(args, params, phase="stats", stage="stats")) as run:
-        r = analyse_study(params, n_resamples=args.resamples, seed=args.seed)
+        r = analyse_study(params, n_resamples=args.resamples, seed=args.seed, overlap_file=overlap_file(params))
         if run:
             run.params({k: r[k] for k in ("resamples", "seed", "family", "alpha")})
             for c in r["claims"]:
-                run.metrics({f"{c['target']}/{c['arm']}/{k}": c[k] for k in ("delta", "p", "p_adjusted")})
+                run.metrics({f"{c['target']}/{c['arm']}/{k}": c[k] for k in ("delta", "p", "p_adjusted")
+                             if c[k] is not None})
             for f in sorted(Path(r["out_dir"]).iterdir()):
                 run.artifact(f)
     for c in r["claims"]:
-        print(f"{c['target']:9s} {c['arm']:7s} Δ {c['delta']:+6.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] "
-              f"p {c['p']:.4f} (Holm {c['p_adjusted']:.4f}{' *' if c['significant'] else ''}) "
-              f"languages {c['n_languages']} seeds {c['n_seeds']}")
+        test = (f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] p {c['p']:.4f} (Holm {c['p_adjusted']:.4f}"
+                f"{' *' if c['significant'] else ''})" if c["p"] is not None else f"no p: {c['why_no_p']}")
+        notes = [n for n in (c["control"], "cannot show a gain" if c["cannot_show_gain"] else None) if n]
+        print(f"{c['target']:9s} {c['arm']:7s} Δ {c['delta']:+6.2f} {test} languages {c['n_languages']} "
+              f"seeds {c['n_seeds']}" + (f" [{'; '.join(notes)}]" if notes else ""))
     print(f"Holm family: {r['family']}; * = adjusted p <= {r['alpha']} -> {r['out_dir']}")
 
 
@@ -496,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("collect", help="study stage: tidy scores of all runs + arm x target summary")
     co.set_defaults(func=cmd_collect)
+    ov = sub.add_parser("overlap", help="study stage: measured overlap of arms' training data with targets' data")
+    ov.add_argument("--out", default=None, help="output .json (default: results/overlap/<study>.json, + .csv)")
+    ov.set_defaults(func=cmd_overlap)
     st = sub.add_parser("stats", help="study stage: gains over the baseline with CIs, tests and corrections")
     st.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default: params stats.resamples)")
     st.add_argument("--seed", type=int, default=None, help="resampling seed (default: params stats.seed)")

@@ -92,6 +92,14 @@ def zero_shot_average(m: dict) -> float | None:
     return float(np.mean(list(per_lang.values()))) if per_lang else None
 
 
+def xtreme_task_score(m: dict) -> float | None:
+    """A run's XTREME task score over its non-English test languages, as XTREME computes it (QA: (EM + F1) / 2)."""
+    from .evaluation.metrics import task_score
+
+    per_lang = {l: v for l, v in m["splits"].get("test", {}).items() if l != "en"}
+    return task_score(m["task"], per_lang) if per_lang else None
+
+
 def write_target_metrics(params: Params, target: str, root: str | Path = "results/runs",
                          out_dir: str | Path = "results/metrics") -> dict:
     """One target's zero-shot results as DVC metrics: per arm and seed, the average over non-English test languages

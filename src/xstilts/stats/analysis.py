@@ -1,14 +1,19 @@
 """`xstilts stats`: the study's claims, from its runs (results/runs/<target>/<arm>/seed<s>/).
 
 For every target and every arm against the baseline `none` (same seeds, same test examples: paired):
-  per language   example-level paired bootstrap pooled over seeds (and per seed), Benjamini-Hochberg over the
-                 target's languages (a screen);
-  across         sign-flip (primary; Holm over the confirmatory family, params `stats.family`: each target's arms
-                 or the whole arm x target grid) and Wilcoxon
-                 on seed-averaged gains, hierarchical bootstrap CI, replicability count (partial conjunction);
-  seeds          ASO ε_min of the arm's seed-level zero-shot averages over the baseline's;
-  pooled         mixed model score ~ arm + (1|language) + (1|seed) per target;
-  selection      best intermediate arm per target chosen on English dev, its test gain reported.
+  claim        the run-level t test over seeds of the language-averaged gain (stats.core.run_level_test: the run
+               is the unit that varies), its t CI, Holm over the confirmatory family (params `stats.family`: each
+               target's arms, or the whole arm x target grid); calibrated by simulation on the study's shape;
+  per language the run-level t per language (a screen: Benjamini-Hochberg over the target's languages, and the
+               partial-conjunction replicability count), and the example-level paired bootstrap pooled over seeds,
+               labelled conditional on the trained models;
+  seeds        ASO ε_min of the arm's seed-level zero-shot averages over the baseline's (descriptive);
+  noise        variance components (run, language, residual; the shared-noise share) per arm;
+  design       the smallest gain the study can detect at power 0.8 (per target, from the measured run noise), and
+               whether the baseline sits too close to chance, 0 or 100 to show a gain at all;
+  controls     arms whose training data is the target's own (measured overlap, results/overlap/): same-data
+               controls, never transfer gains;
+  selection    best intermediate arm per target chosen on English dev, its test gain reported.
 Writes results/stats/<study>/<target>.json (DVC metrics), claims.csv and per_language.csv (tidy).
 """
 
@@ -70,9 +75,56 @@ def _aligned(base: list[dict], arms: dict[str, list[dict]]) -> tuple[np.ndarray,
     return stack(base), {a: stack(x) for a, x in arms.items()}
 
 
-def analyse_target(params: Params, target: str, root: Path, n_resamples: int, seed: int) -> dict:
+FLOOR_MARGIN = 5.0  # a baseline within this many points of chance (or 0, or 100) cannot show a gain at this size
+POWER = 0.8
+
+
+def floor_check(target: str, baseline: float | None) -> dict:
+    """Can the target show a gain at all? Its baseline zero-shot score against chance (classification: 100 /
+    labels), 0 (F1, retrieval) and 100: within `FLOOR_MARGIN` points of either bound the target phase learned
+    (next to) nothing or has no room left, and a gain there is not evidence of transfer."""
+    from ..tasks.registry import get_task
+
+    spec = get_task(target)
+    chance = 100.0 / len(spec.labels) if spec.format == "classification" and spec.labels else 0.0
+    out = {"baseline": baseline, "chance": chance, "margin": FLOOR_MARGIN, "cannot_show_gain": False, "why": None}
+    if baseline is None:
+        return out
+    if baseline < chance + FLOOR_MARGIN:
+        what = f"chance ({chance:.1f})" if chance else "0"
+        out.update(cannot_show_gain=True, why=f"baseline {baseline:.1f} is within {FLOOR_MARGIN:.0f} points of {what}")
+    elif baseline > 100.0 - FLOOR_MARGIN:
+        out.update(cannot_show_gain=True, why=f"baseline {baseline:.1f} is within {FLOOR_MARGIN:.0f} points of 100")
+    return out
+
+
+def design_power(arms: dict, alpha: float, n_family: int) -> dict:
+    """The smallest gain this study's size can detect at power 0.8: from the per-seed gains of every arm, pooled
+    (variance of the per-seed language-averaged gain, df = sum of S - 1), at alpha and at Holm's first step
+    (alpha / family size: what the best arm of the family must pass)."""
+    per_seed = [np.asarray(x["claim"]["per_seed"]) for x in arms.values() if len(x["claim"]["per_seed"]) >= 2]
+    if not per_seed:
+        return {"gain_sd": None, "why": "fewer than 2 seeds: no estimate of run-to-run noise"}
+    df = sum(len(p) - 1 for p in per_seed)
+    sd = float(np.sqrt(sum(((p - p.mean()) ** 2).sum() for p in per_seed) / df))
+    n_seeds = int(np.median([len(p) for p in per_seed]))
+    return {"gain_sd": sd, "df": df, "n_seeds": n_seeds, "power": POWER, "alpha": alpha, "family_size": n_family,
+            "mde": C.detectable_effect(sd, n_seeds, alpha, POWER),
+            "mde_holm": C.detectable_effect(sd, n_seeds, alpha / max(1, n_family), POWER),
+            "seeds_for": {str(d): _seeds_for(d, sd, alpha / max(1, n_family)) for d in (1, 2, 3, 5)}}
+
+
+def _seeds_for(delta: float, sd: float, alpha: float, most: int = 200) -> int | None:
+    """Seeds needed for power 0.8 at a true gain `delta` (None above `most`)."""
+    for s in range(C.MIN_SEEDS, most + 1):
+        if C.power_t(delta, sd, s, alpha) >= POWER:
+            return s
+    return None
+
+
+def analyse_target(params: Params, target: str, root: Path, n_resamples: int, seed: int,
+                   controls: dict | None = None) -> dict:
     study = study_of(params)
-    alpha = params.stats.alpha
     seeds = study.seeds
     metrics, missing = run_metrics(params, target, root)
     if not any(a == BASELINE for a, _ in metrics):
@@ -89,16 +141,21 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
     langs = sorted({l for m in metrics.values() for l in m["splits"].get("test", {})} - {"en"})
     out: dict = {"target": target, "metric": metric, "primary": key, "languages": langs, "seeds": seeds,
                  "missing_runs": missing, "arms": {}}
-    scores_rows = []
-    for (a, s), m in metrics.items():
-        for lang in langs:
-            v = score(a, s, lang)
-            if v is not None:
-                scores_rows.append({"score": v, "arm": a, "language": lang, "seed": s})
     arms = [a for a in study.arms if a != BASELINE
             and any((a, s) in metrics and (BASELINE, s) in metrics for s in seeds)]
-    # one resample per language shared by every arm (and seed) that has that language's predictions everywhere
-    per_language: dict[str, dict] = {a: {} for a in arms}
+
+    def matrix(a, ss, ls):  # (seeds, languages) scores
+        return np.array([[score(a, s, l) for l in ls] for s in ss], float)
+
+    base_seeds = [s for s in seeds if (BASELINE, s) in metrics]
+    base_langs = [l for l in langs if all(score(BASELINE, s, l) is not None for s in base_seeds)]
+    base_scores = matrix(BASELINE, base_seeds, base_langs)
+    baseline = float(base_scores.mean()) if base_scores.size else None
+    out["baseline"] = {"zero_shot": baseline, "dev": dev[BASELINE], "n_seeds": len(base_seeds),
+                       "variance": C.variance_components(base_scores) if base_scores.size else None}
+    out["floor"] = floor_check(target, baseline)
+    # conditional, per language: one example-level resample shared by every arm and seed with that language
+    conditional: dict[str, dict] = {a: {} for a in arms}
     for lang in langs:
         for paired, group in _seed_groups(arms, seeds, metrics).items():
             pb = [pieces(BASELINE, s, lang) for s in paired]
@@ -107,47 +164,46 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
             if not pa or any(p is None for p in pb):
                 continue
             B, A = _aligned(pb, pa)
-            pooled, per_seed = C.paired_bootstrap_arms(B, A, n_resamples, seed, per_seed=True)
-            for a, t in pooled.items():
-                one_sided = t.p / 2 if t.delta > 0 else 1 - t.p / 2
-                per_language[a][lang] = {**t.as_dict(), "p_one_sided": one_sided,
-                                         "per_seed": {f"seed{s}": per_seed[i][a].as_dict()
-                                                      for i, s in enumerate(paired)}}
+            for a, t in C.paired_bootstrap_arms(B, A, n_resamples, seed).items():
+                conditional[a][lang] = {**t.as_dict(), "test": "example-level paired bootstrap pooled over seeds "
+                                        "(conditional on the trained models)"}
     for arm in arms:
         paired = [s for s in seeds if (arm, s) in metrics and (BASELINE, s) in metrics]
-        res: dict = {"n_seeds": len(paired), "per_language": per_language[arm]}
-        pl = res["per_language"]
-        if pl:
-            adj = C.adjust([v["p"] for v in pl.values()], "fdr_bh")
-            for v, q in zip(pl.values(), adj):
-                v["p_adjusted"], v["adjustment"] = float(q), "fdr_bh over the target's languages (screen)"
-            res["replicability"] = {m: C.partial_conjunction([v["p_one_sided"] for v in pl.values()], alpha=alpha,
-                                                             method=m)
-                                    for m in ("bonferroni", "fisher")}
-        # across languages: (languages, seeds) gains of the corpus scores
         g_langs = [l for l in langs if all(score(arm, s, l) is not None and score(BASELINE, s, l) is not None
                                            for s in paired)]
-        gains = np.array([[score(arm, s, l) - score(BASELINE, s, l) for s in paired] for l in g_langs])
-        if len(g_langs):
-            res["across"] = C.across_languages(gains, n_resamples, seed)
-            res["across"]["test"] = "sign-flip permutation on seed-averaged per-language gains"
-        # seeds: ASO on the zero-shot averages
-        zs = lambda a: [float(np.mean([score(a, s, l) for l in g_langs])) for s in paired] if g_langs else []
-        res["seed_scores"] = {"arm": zs(arm), "baseline": zs(BASELINE)}
-        res["aso_epsilon_min"] = C.aso_epsilon(zs(arm), zs(BASELINE), seed=seed) if len(paired) >= 2 else None
+        if not g_langs:
+            continue
+        gains = (matrix(arm, paired, g_langs) - matrix(BASELINE, paired, g_langs)).T  # (languages, seeds)
+        res: dict = {"n_seeds": len(paired), "claim": C.run_level_test(gains)}
+        per_lang = {}
+        for lang, r in zip(g_langs, C.per_language_run_tests(gains)):
+            per_lang[lang] = {**r, "conditional": conditional[arm].get(lang)}
+        tested = {l: v for l, v in per_lang.items() if v["p"] is not None}
+        if tested:
+            for v, q in zip(tested.values(), C.adjust([v["p"] for v in tested.values()], "fdr_bh")):
+                v["p_adjusted"], v["adjustment"] = float(q), "fdr_bh over the target's languages (screen)"
+            res["replicability"] = C.partial_conjunction([v["p_one_sided"] for v in tested.values()],
+                                                         alpha=params.stats.alpha, method="bonferroni")
+        res["per_language"] = per_lang
+        zs = [float(np.mean([score(a, s, l) for l in g_langs])) for a in (arm, BASELINE) for s in paired]
+        res["seed_scores"] = {"arm": zs[:len(paired)], "baseline": zs[len(paired):]}
+        res["aso_epsilon_min"] = (C.aso_epsilon(zs[:len(paired)], zs[len(paired):], seed=seed)
+                                  if len(paired) >= 2 else None)
+        res["variance"] = C.variance_components(matrix(arm, paired, g_langs))
         res["dev"] = dev[arm]
+        res["control"] = (controls or {}).get(arm)
         out["arms"][arm] = res
     out["baseline_dev"] = dev[BASELINE]
-    if len({r["arm"] for r in scores_rows}) > 1 and len(langs) > 1:
-        out["mixed_model"] = C.mixed_model(scores_rows)
+    family = len(out["arms"]) if params.stats.family == "target" else None
+    out["design"] = design_power(out["arms"], params.stats.alpha, family or len(out["arms"]))
     out["selection"] = C.select_on_dev({a: d for a, d in dev.items() if d is not None},
-                                       {a: r["across"] for a, r in out["arms"].items() if "across" in r})
+                                       {a: r["claim"] for a, r in out["arms"].items()})
     return out
 
 
 def _holm_families(results: dict, family: str) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The confirmatory families of across-language tests: per target (its arms) or the whole arm x target grid."""
-    cells = [(t, a) for t, r in results.items() for a, x in r["arms"].items() if "across" in x]
+    """The confirmatory families of claims with a p: per target (its arms) or the whole arm x target grid."""
+    cells = [(t, a) for t, r in results.items() for a, x in r["arms"].items() if x["claim"]["p"] is not None]
     if family == "study":
         return [(f"holm over the study's {len(cells)} arm x target tests", cells)]
     return [(f"holm over {t}'s {sum(1 for c in cells if c[0] == t)} arms", [c for c in cells if c[0] == t])
@@ -155,49 +211,74 @@ def _holm_families(results: dict, family: str) -> list[tuple[str, list[tuple[str
 
 
 def claim_rows(results: dict[str, dict], alpha: float) -> list[dict]:
-    """One row per arm x target with an across-language test: the claims table of claims.csv and the report.
-    `results` are `analyse_target`'s outputs after Holm (or the `results/stats/<study>/<target>.json` files)."""
+    """One row per arm x target: the claims table of claims.csv and the report. `results` are `analyse_target`'s
+    outputs after Holm (or the `results/stats/<study>/<target>.json` files). A row is `significant` only when its
+    test is calibrated (a p exists), it survives Holm, the target can show a gain at all, and the arm is not a
+    same-data control."""
     rows = []
     for t, r in results.items():
+        floor = r.get("floor") or {}
+        design = r.get("design") or {}
         for a, x in r["arms"].items():
-            c = x.get("across")
-            if not c:
-                continue
-            rep = (x.get("replicability") or {}).get("bonferroni") or {}
+            c = x["claim"]
+            rep = x.get("replicability") or {}
+            control = (x.get("control") or {}).get("label")
+            p_adj = c.get("p_adjusted")
             rows.append({"target": t, "arm": a, "delta": c["delta"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
-                         "test": c["test"], "p": c["p_sign_flip"], "p_adjusted": c["p_adjusted"],
-                         "adjustment": c["adjustment"], "significant": bool(c["p_adjusted"] <= alpha),
-                         "p_wilcoxon": c["p_wilcoxon"], "aso_epsilon_min": x.get("aso_epsilon_min"),
+                         "test": c["test"], "p": c["p"], "p_adjusted": p_adj, "adjustment": c.get("adjustment"),
+                         "significant": bool(p_adj is not None and p_adj <= alpha),
+                         "transfer_claim": bool(p_adj is not None and p_adj <= alpha and not control
+                                                and not floor.get("cannot_show_gain")),
+                         "control": control, "cannot_show_gain": bool(floor.get("cannot_show_gain")),
+                         "why_no_p": c.get("why"), "p_permutation": c.get("p_permutation"),
+                         "aso_epsilon_min": x.get("aso_epsilon_min"),
                          "replicability": rep.get("count"), "replicability_of": rep.get("n"),
-                         "n_languages": c["n_languages"], "n_seeds": c["n_seeds"],
-                         "min_attainable_p": c["min_attainable_p"]})
+                         "n_languages": c["n_languages"], "n_seeds": c["n_seeds"], "mde_holm": design.get("mde_holm")})
     return rows
+
+
+def load_controls(path: str | Path | None) -> dict[str, dict]:
+    """{target: {arm: control}} from the overlap stage's file (results/overlap/<study>.json); {} without one."""
+    if path is None or not Path(path).is_file():
+        return {}
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return data.get("controls", {})
 
 
 def analyse_study(params: Params, root: str | Path = "results/runs", out_root: str | Path = "results/stats",
                   n_resamples: int | None = None, seed: int | None = None,
-                  metrics_file: str | Path = "results/metrics/stats.json") -> dict:
+                  metrics_file: str | Path = "results/metrics/stats.json",
+                  overlap_file: str | Path | None = None) -> dict:
     study, cfg = study_of(params), params.stats
     n_resamples = cfg.resamples if n_resamples is None else n_resamples
     seed = cfg.seed if seed is None else seed
     name = params.tracking.experiment
     out_dir = Path(out_root) / name
-    results = {t: analyse_target(params, t, Path(root), n_resamples, seed) for t in study.targets + study.retrieval
-               if (Path(root) / t).is_dir()}
+    controls = load_controls(overlap_file)
+    results = {t: analyse_target(params, t, Path(root), n_resamples, seed, controls.get(t))
+               for t in study.targets + study.retrieval if (Path(root) / t).is_dir()}
     if not results:
         raise XstiltsError(f"no runs under {root}: run the study (`dvc repro`) before `xstilts stats`")
-    for label, cells in _holm_families(results, cfg.family):
-        holm = C.adjust([results[t]["arms"][a]["across"]["p_sign_flip"] for t, a in cells], "holm")
+    families = _holm_families(results, cfg.family)
+    for label, cells in families:
+        holm = C.adjust([results[t]["arms"][a]["claim"]["p"] for t, a in cells], "holm")
         for (t, a), q in zip(cells, holm):
-            results[t]["arms"][a]["across"].update(p_adjusted=float(q), adjustment=label)
+            results[t]["arms"][a]["claim"].update(p_adjusted=float(q), adjustment=label)
+    if cfg.family == "study":  # the detectable effect at Holm's first step over the whole grid
+        size = sum(len(c) for _, c in families)
+        for r in results.values():
+            r["design"] = design_power(r["arms"], cfg.alpha, size)
     claims = claim_rows(results, cfg.alpha)
     per_lang = []
     for t, r in results.items():
         for a, x in r["arms"].items():
             for lang, v in x["per_language"].items():
+                cond = v.get("conditional") or {}
                 per_lang.append({"target": t, "arm": a, "language": lang, "delta": v["delta"], "ci_low": v["ci_low"],
-                                 "ci_high": v["ci_high"], "p": v["p"], "p_adjusted": v["p_adjusted"],
-                                 "adjustment": "fdr_bh", "n_examples": v["n_examples"], "n_seeds": v["n_seeds"]})
+                                 "ci_high": v["ci_high"], "p": v["p"], "p_adjusted": v.get("p_adjusted"),
+                                 "adjustment": "fdr_bh (screen)", "test": v["test"], "n_seeds": v["n_seeds"],
+                                 "conditional_ci_low": cond.get("ci_low"), "conditional_ci_high": cond.get("ci_high"),
+                                 "conditional_p": cond.get("p"), "n_examples": cond.get("n_examples")})
         write_json(out_dir / f"{t}.json", r)
     for fname, rows in (("claims.csv", claims), ("per_language.csv", per_lang)):
         with atomic_file(out_dir / fname) as fh:

@@ -1,11 +1,13 @@
 """Significance of intermediate-task gains: pure functions on arrays (DESIGN 4.7).
 
-Unit of replication = language (and seed). Per language, the gain of an arm over the baseline is tested with an
-example-level paired bootstrap that recomputes the corpus metric on each resample; across languages, with a paired
-sign-flip permutation test and Wilcoxon on seed-averaged gains plus a hierarchical (languages, then seeds) bootstrap
-CI; seed distributions with Almost Stochastic Order. Every metric we use is 100 * (sum of a) / (sum of b) over
-per-example pieces (accuracy, token accuracy, seqeval F1 = 2 correct / (true + predicted), QA F1/EM as a mean), so
-a resample is a matrix product of resampling counts with the pieces: no Python loop per resample.
+The unit that varies is the run. One (arm, seed) run serves every language, so a run's luck moves all of its
+languages together; claims are tested over seeds (`run_level_test`: paired t over seeds of the language-averaged
+gain, the balanced mixed model with a run effect), and their calibration is shown by simulation on the study's
+shape (`stats.simulate`, tests/test_calibration.py, bench/calibration.py). `variance_components` says what varies;
+`detectable_effect` what a design can show. Conditional tests, labelled as such: the example-level paired bootstrap
+per language (the corpus metric recomputed on each resample) holds the trained models fixed. Every metric we use is
+100 * (sum of a) / (sum of b) over per-example pieces (accuracy, token accuracy, seqeval F1 = 2 correct / (true +
+predicted), QA F1/EM as a mean), so a resample is a matrix product of resampling counts with the pieces.
 """
 
 from __future__ import annotations
@@ -126,12 +128,12 @@ def paired_bootstrap_arms(base: np.ndarray, arms: dict[str, np.ndarray], n_resam
     return pooled, [tests(seed_gains[:, :, i], observed[1:, i] - observed[0, i], 1) for i in range(n_seeds)]
 
 
-# ---------------------------------------------------------------- across languages (seed-averaged gains)
+# ---------------------------------------------------------------- over training randomness: the run is the unit
 
-def sign_flip_test(gains: np.ndarray, n_permutations: int = 100_000, seed: int = 0) -> float:
-    """Two-sided paired sign-flip permutation test of mean gain = 0 (gains are per-language differences).
-    Exact over all 2^n sign patterns up to n = 16 languages, Monte Carlo (with the observed pattern) above."""
-    g = np.asarray(gains, float)
+def sign_flip_test(values: np.ndarray, n_permutations: int = 100_000, seed: int = 0) -> float:
+    """Two-sided paired sign-flip permutation test of mean = 0. On per-seed gains (`run_level_test`) it is the exact
+    permutation of arm labels within seeds. Exact over all 2^n sign patterns up to n = 16, Monte Carlo above."""
+    g = np.asarray(values, float)
     n = len(g)
     if n == 0:
         return 1.0
@@ -147,47 +149,145 @@ def sign_flip_test(gains: np.ndarray, n_permutations: int = 100_000, seed: int =
 
 
 def min_sign_flip_p(n: int) -> float:
-    """The smallest two-sided p a sign-flip test over n languages can give (2 / 2^n): with few languages no gain
-    can be significant, whatever its size."""
+    """The smallest two-sided p a sign-flip test over n units can give (2 / 2^n)."""
     return 2.0 / 2 ** n if n else 1.0
 
 
-def wilcoxon_test(gains: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank test (scipy; exact for small n without ties)."""
-    g = np.asarray(gains, float)
-    if len(g) == 0 or np.all(g == 0):
-        return 1.0
-    return float(sps.wilcoxon(g, alternative="two-sided").pvalue)
+MIN_SEEDS = 3  # the calibration grid (tests/test_calibration.py, bench/calibration.py) covers 3, 5 and 10 seeds
 
 
-def hierarchical_bootstrap(gains: np.ndarray, n_resamples: int = 10_000, seed: int = 0,
-                           confidence: float = 0.95) -> tuple[float, float, float]:
-    """CI of the mean gain over a (languages, seeds) matrix: resample languages, then seeds within each language.
-    Returns (mean, low, high)."""
+def seed_t(per_seed, confidence: float = 0.95) -> dict[str, np.ndarray]:
+    """Student's t over the last axis (seeds), vectorised over any leading axes: mean, standard error, two-sided p
+    and the CI. p is nan where the seeds do not vary (sd 0). The one implementation behind every run-level test
+    and behind the calibration simulations."""
+    x = np.asarray(per_seed, float)
+    n = x.shape[-1]
+    mean = x.mean(axis=-1)
+    sd = x.std(axis=-1, ddof=1)
+    se = sd / np.sqrt(n)
+    df = n - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, mean / np.where(se > 0, se, 1.0), np.nan)
+    q = sps.t.ppf((1 + confidence) / 2, df)
+    return {"delta": mean, "se": se, "t": t, "p": 2 * sps.t.sf(np.abs(t), df), "ci_low": mean - q * se,
+            "ci_high": mean + q * se, "df": df}
+
+
+def run_level_test(gains, confidence: float = 0.95) -> dict:
+    """The claim test: is an arm's gain over the baseline real over training randomness?
+
+    gains: (languages, seeds) per-language gains d[l, s] = score(arm, s, l) - score(baseline, s, l) of runs paired
+    by seed. One (arm, seed) run serves every language, so its luck moves all of them together: the unit that
+    varies is the run. Model d[l, s] = Δ_l + u_s + e[l, s] (u_s: the two runs' shared noise, e: the rest); the
+    estimand is Δ = mean_l Δ_l, the mean gain over the study's languages, averaged over training randomness. Its
+    estimate is the mean of the per-seed language-averaged gains D_s, tested with Student's t on S - 1 degrees of
+    freedom. For a balanced paired design this is exactly the mixed model `score ~ arm + language + (1|arm:seed)`
+    with its small-sample (Kenward-Roger) F test: the arm effect is tested against the run-to-run mean square. No
+    optimiser is involved, so no convergence flag can decide a claim. Also returned: the exact permutation of arm
+    labels within seeds (sign flips of D_s), which cannot go below 2/2^S.
+
+    Needs `MIN_SEEDS` seeds: with fewer the run-to-run variance has too few degrees of freedom for a calibrated
+    claim, and the result says so (`p` None, `why`) instead of giving a p."""
     g = np.asarray(gains, float)
     if g.ndim == 1:
-        g = g[:, None]
+        g = g[None, :]
     n_l, n_s = g.shape
-    rng = np.random.default_rng(seed)
-    li = rng.integers(0, n_l, size=(n_resamples, n_l))
-    si = rng.integers(0, n_s, size=(n_resamples, n_l, n_s))
-    means = g[li[..., None], si].mean(axis=(1, 2))
-    lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(g.mean()), float(lo), float(hi)
+    per_seed = g.mean(axis=0)
+    delta = float(per_seed.mean())
+    out = {"delta": delta, "n_languages": int(n_l), "n_seeds": int(n_s), "per_seed": per_seed.tolist(),
+           "df": n_s - 1, "test": f"paired t over {n_s} seeds of the language-averaged gain (run = unit)",
+           "inference": "over training randomness, for the mean over these languages",
+           "p_permutation": sign_flip_test(per_seed), "min_permutation_p": min_sign_flip_p(n_s)}
+    if n_s < MIN_SEEDS:
+        return {**out, "p": None, "ci_low": None, "ci_high": None,
+                "why": f"{n_s} seed(s): calibrated from {MIN_SEEDS} seeds (the run-to-run variance needs degrees of "
+                       "freedom); no claim over training randomness"}
+    r = seed_t(per_seed, confidence)
+    if not np.isfinite(r["p"]):  # identical per-seed gains: deterministic runs, nothing varies between seeds
+        return {**out, "p": None, "ci_low": delta, "ci_high": delta, "se": 0.0,
+                "why": "no run-to-run variation (deterministic runs): a claim over training randomness is undefined"}
+    return {**out, "p": float(r["p"]), "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]),
+            "se": float(r["se"]), "t": float(r["t"])}
 
 
-def across_languages(gains: np.ndarray, n_resamples: int = 10_000, seed: int = 0) -> dict:
-    """Gain of an arm over the baseline across languages from a (languages, seeds) matrix of per-language gains:
-    sign-flip and Wilcoxon on seed-averaged gains, hierarchical bootstrap CI."""
+def per_language_run_tests(gains) -> list[dict]:
+    """Per language: the t test over seeds on that language's gains (over training randomness, but with few seeds
+    and one language's test set it has little power: a screen). gains: (languages, seeds)."""
     g = np.asarray(gains, float)
-    if g.ndim == 1:
-        g = g[:, None]
-    per_lang = g.mean(axis=1)
-    mean, lo, hi = hierarchical_bootstrap(g, n_resamples, seed)
-    return {"delta": mean, "ci_low": lo, "ci_high": hi, "ci": "hierarchical bootstrap (languages, then seeds)",
-            "p_sign_flip": sign_flip_test(per_lang, seed=seed), "p_wilcoxon": wilcoxon_test(per_lang),
-            "min_attainable_p": min_sign_flip_p(len(per_lang)), "n_languages": int(g.shape[0]),
-            "n_seeds": int(g.shape[1])}
+    r = seed_t(g)
+    out = []
+    for i in range(len(g)):
+        p = float(r["p"][i]) if g.shape[1] >= MIN_SEEDS and np.isfinite(r["p"][i]) else None
+        one = None if p is None else (p / 2 if r["delta"][i] > 0 else 1 - p / 2)
+        out.append({"delta": float(r["delta"][i]), "ci_low": float(r["ci_low"][i]) if p is not None else None,
+                    "ci_high": float(r["ci_high"][i]) if p is not None else None, "p": p, "p_one_sided": one,
+                    "n_seeds": int(g.shape[1]), "test": "paired t over seeds (run-level)"})
+    return out
+
+
+def variance_components(scores) -> dict:
+    """What varies in one arm's scores, a (seeds, languages) matrix: run (seed-to-seed, shared by every language of
+    a run), language, and residual (run x language plus test-set sampling), by the balanced two-way ANOVA (method
+    of moments; equal to REML when no component is at zero, truncated at 0 otherwise). `share` is
+    run / (run + residual): how much of a score's training noise moves all languages together. One language: the
+    run variance only."""
+    x = np.asarray(scores, float)
+    n_s, n_l = x.shape
+    if n_s < 2:
+        return {"run": None, "language": None, "residual": None, "share": None, "n_seeds": n_s, "n_languages": n_l}
+    grand = x.mean()
+    seed_means, lang_means = x.mean(axis=1), x.mean(axis=0)
+    if n_l < 2:
+        return {"run": float(seed_means.var(ddof=1)), "language": None, "residual": None, "share": None,
+                "n_seeds": n_s, "n_languages": n_l}
+    ms_seed = n_l * np.sum((seed_means - grand) ** 2) / (n_s - 1)
+    ms_lang = n_s * np.sum((lang_means - grand) ** 2) / (n_l - 1)
+    resid = x - seed_means[:, None] - lang_means[None, :] + grand
+    ms_res = float(np.sum(resid ** 2) / ((n_s - 1) * (n_l - 1)))
+    run = max(0.0, (ms_seed - ms_res) / n_l)
+    lang = max(0.0, (ms_lang - ms_res) / n_s)
+    total = run + ms_res
+    return {"run": float(run), "language": float(lang), "residual": ms_res,
+            "share": float(run / total) if total > 0 else None, "n_seeds": n_s, "n_languages": n_l}
+
+
+# ---------------------------------------------------------------- power: the smallest gain a design can show
+
+def power_t(delta: float, sd: float, n_seeds: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided run-level t test (`run_level_test`) for a true gain `delta`, when the per-seed
+    language-averaged gain has standard deviation `sd` (noncentral t)."""
+    if n_seeds < 2 or sd <= 0:
+        return float("nan")
+    df = n_seeds - 1
+    q = sps.t.ppf(1 - alpha / 2, df)
+    ncp = delta * np.sqrt(n_seeds) / sd
+    p = float(sps.nct.sf(q, df, ncp) + sps.nct.cdf(-q, df, ncp))
+    if not np.isfinite(p):  # scipy's noncentral t fails far in the tail: there the normal approximation is exact enough
+        p = float(sps.norm.sf(q - abs(ncp)))
+    return p
+
+
+def detectable_effect(sd: float, n_seeds: int, alpha: float = ALPHA, power: float = 0.8) -> float:
+    """The smallest true gain the run-level t test detects with the given power (minimum detectable effect)."""
+    from scipy.optimize import brentq
+
+    if n_seeds < MIN_SEEDS or not np.isfinite(sd) or sd <= 0:
+        return float("nan")
+    hi = sd
+    while power_t(hi, sd, n_seeds, alpha) < power:
+        hi *= 2
+    return float(brentq(lambda d: power_t(d, sd, n_seeds, alpha) - power, 0.0, hi, xtol=1e-6))
+
+
+def gain_sd(components_arm: dict, components_base: dict, n_languages: int) -> float | None:
+    """Predicted sd of a per-seed language-averaged gain from the two arms' variance components: the runs' noise
+    adds, the residual averages over languages (shared-noise share 1 means languages cannot average it away)."""
+    parts = []
+    for c in (components_arm, components_base):
+        if c.get("run") is None:
+            return None
+        parts.append(c["run"] + (c["residual"] or 0.0) / max(1, n_languages))
+    return float(np.sqrt(sum(parts)))
 
 
 # ---------------------------------------------------------------- seeds: Almost Stochastic Order
@@ -273,43 +373,6 @@ def partial_conjunction(pvalues, alpha: float = ALPHA, method: str = "bonferroni
             raise ValueError(f"partial conjunction method {method!r}; expected bonferroni or fisher")
     pu = np.maximum.accumulate(pu)  # p^{u/n} is non-decreasing in u
     return {"count": int(np.sum(pu <= alpha)), "n": n, "p_u": pu.tolist(), "method": method}
-
-
-# ---------------------------------------------------------------- pooled effect
-
-def mixed_model(scores) -> dict:
-    """`score ~ arm + (1|language) + (1|seed)` (statsmodels MixedLM, crossed random intercepts as variance
-    components in one group). scores: DataFrame with columns score, arm, language, seed; the first arm level in
-    sorted order is the reference unless an arm is called `none`. Returns the fixed effects with CIs and p, the
-    variance components and whether the fit converged."""
-    import warnings
-
-    import pandas as pd
-    import statsmodels.formula.api as smf
-
-    df = pd.DataFrame(scores).copy()
-    arms = sorted(df["arm"].unique(), key=lambda a: (a != "none", a))
-    df["arm"] = pd.Categorical(df["arm"], categories=arms)
-    df["language"], df["seed"], df["group"] = df["language"].astype(str), df["seed"].astype(str), 1
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = smf.mixedlm("score ~ C(arm)", df, groups="group", re_formula="0",
-                            vc_formula={"language": "0 + C(language)", "seed": "0 + C(seed)"})
-        try:
-            fit = model.fit(reml=True)
-        except (np.linalg.LinAlgError, ValueError) as e:
-            return {"converged": False, "error": str(e), "reference": arms[0]}
-    ci = fit.conf_int()
-    effects = {}
-    for name in fit.fe_params.index:
-        if name.startswith("C(arm)"):
-            arm = name.split("[T.", 1)[1].rstrip("]")
-            effects[arm] = {"delta": float(fit.fe_params[name]), "ci_low": float(ci.loc[name, 0]),
-                            "ci_high": float(ci.loc[name, 1]), "p": float(fit.pvalues[name])}
-    return {"reference": arms[0], "effects": effects, "converged": bool(getattr(fit, "converged", True)),
-            "warnings": sorted({str(w.message).split("\n")[0] for w in caught})[:5],
-            "variance": {k: float(v) for k, v in zip(fit.model.exog_vc.names, fit.vcomp)},
-            "residual_variance": float(fit.scale), "n": int(len(df))}
 
 
 # ---------------------------------------------------------------- selection-aware best intermediate task

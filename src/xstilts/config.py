@@ -237,7 +237,7 @@ class StudyConfig(Strict):
 class StatsConfig(Strict):
     """How `xstilts stats` tests the study's claims (DESIGN 4.7)."""
 
-    resamples: int = Field(2000, ge=100, description="bootstrap resamples (example-level and hierarchical)")
+    resamples: int = Field(2000, ge=100, description="example-level bootstrap resamples (the conditional per-language screen)")
     seed: int = Field(0, description="seed of every resampling (the tables are reproducible)")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the marks in tables and figures")
     family: Literal["target", "study"] = Field(

@@ -13,7 +13,7 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 5000
 MLRUNS ?= mlruns
 
-.PHONY: setup data repro test ui clean-venv
+.PHONY: setup data repro study studies test ui clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ data: $(STAMP)
 repro: $(STAMP)
 	test -d .dvc || $(BIN)/dvc init -q
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+# One study under pipelines/ (after `make repro`, whose outputs it reuses): make study STUDY=syntax_semantics
+study: $(STAMP)
+	@test -n "$(STUDY)" || { echo "give STUDY=<name>; studies: $$(ls pipelines)"; exit 2; }
+	@test -f pipelines/$(STUDY)/dvc.yaml || { echo "no study pipelines/$(STUDY)/; studies: $$(ls pipelines)"; exit 2; }
+	test -d .dvc || $(BIN)/dvc init -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro pipelines/$(STUDY)/dvc.yaml
+
+studies: $(STAMP)
+	$(BIN)/xstilts studies
 
 test: data
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -97,8 +97,13 @@ def params_with_study(**update):
     """The repository's params with the `study` section edited (synthetic studies of the stats and report tests)."""
     from xstilts.config import load_params
 
+    from xstilts.config import StudyConfig
+
     params = load_params(REPO / "params.yaml")
-    return params.model_copy(update={"study": params.study.model_copy(update=update)})
+    raw = {**params.study.model_dump(), **update}
+    if "arms" in update and "intermediate_arms" not in update:
+        raw["intermediate_arms"] = [a for a in update["arms"] if a != "none"]
+    return params.model_copy(update={"study": StudyConfig.model_validate(raw)})
 
 
 def write_synthetic_run(root, target, arm, seed, acc_by_lang, rng, n=120, run_sd=0.0):

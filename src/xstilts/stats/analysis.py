@@ -30,7 +30,7 @@ from ..atomic import atomic_file, write_json
 from ..config import Params
 from ..errors import XstiltsError
 from ..evaluation.predict import primary
-from ..study import run_dir, run_metrics, study_of
+from ..study import layout, run_dir, run_metrics, seen_languages, study_of
 from . import core as C
 
 BASELINE = "none"
@@ -169,12 +169,18 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
                                         "(conditional on the trained models)"}
     for arm in arms:
         paired = [s for s in seeds if (arm, s) in metrics and (BASELINE, s) in metrics]
-        g_langs = [l for l in langs if all(score(arm, s, l) is not None and score(BASELINE, s, l) is not None
-                                           for s in paired)]
+        both = [l for l in langs if all(score(arm, s, l) is not None and score(BASELINE, s, l) is not None
+                                        for s in paired)]
+        seen = set(seen_languages(params, arm))
+        g_langs = [l for l in both if l not in seen]  # zero-shot: never trained on by this arm
         if not g_langs:
             continue
         gains = (matrix(arm, paired, g_langs) - matrix(BASELINE, paired, g_langs)).T  # (languages, seeds)
-        res: dict = {"n_seeds": len(paired), "claim": C.run_level_test(gains)}
+        res: dict = {"n_seeds": len(paired), "claim": C.run_level_test(gains), "zero_shot_languages": g_langs}
+        seen_here = [l for l in both if l in seen]
+        if seen_here:  # languages the arm trained on: their own test, never pooled into the zero-shot claim
+            res["seen"] = {**C.run_level_test((matrix(arm, paired, seen_here) - matrix(BASELINE, paired, seen_here)).T),
+                           "languages": seen_here, "note": "languages the arm trained on: not zero-shot"}
         per_lang = {}
         for lang, r in zip(g_langs, C.per_language_run_tests(gains)):
             per_lang[lang] = {**r, "conditional": conditional[arm].get(lang)}
@@ -196,8 +202,11 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
     out["baseline_dev"] = dev[BASELINE]
     family = len(out["arms"]) if params.stats.family == "target" else None
     out["design"] = design_power(out["arms"], params.stats.alpha, family or len(out["arms"]))
-    out["selection"] = C.select_on_dev({a: d for a, d in dev.items() if d is not None},
-                                       {a: r["claim"] for a, r in out["arms"].items()})
+    # a same-data control is never "the best intermediate task": it repeats the target's own training data
+    controls = [a for a, r in out["arms"].items() if r.get("control")]
+    out["selection"] = C.select_on_dev({a: d for a, d in dev.items() if d is not None and a not in controls},
+                                       {a: r["claim"] for a, r in out["arms"].items() if a not in controls})
+    out["selection"]["controls_excluded"] = controls
     return out
 
 
@@ -237,6 +246,83 @@ def claim_rows(results: dict[str, dict], alpha: float) -> list[dict]:
     return rows
 
 
+def _scores_by_run(params: Params, target: str, root: Path) -> dict[tuple[str, int], dict[str, float]]:
+    """{(arm, seed): {language: primary test score}} of a target's finished runs."""
+    out = {}
+    for (a, s), m in run_metrics(params, target, root)[0].items():
+        key = primary(m["metric"])
+        out[(a, s)] = {l: v[key] for l, v in m["splits"].get("test", {}).items() if l != "en" and key in v}
+    return out
+
+
+def _group_gains(params: Params, scores: dict, a: list[str], b: list[str]) -> tuple[np.ndarray, list, list] | None:
+    """(languages, seeds) gains of group a over group b: per seed and language, the mean score of a's arms minus
+    the mean of b's arms, over the seeds every member has and the languages no member trained on."""
+    study = study_of(params)
+    members = a + b
+    seeds = [s for s in study.seeds if all((m, s) in scores for m in members)]
+    seen = {l for m in members for l in seen_languages(params, m)}
+    langs = sorted(set.intersection(*[set(scores[(m, s)]) for m in members for s in seeds]) - seen) if seeds else []
+    if not seeds or not langs:
+        return None
+    mean = lambda arms: np.array([[np.mean([scores[(m, s)][l] for m in arms]) for s in seeds] for l in langs])
+    return mean(a) - mean(b), langs, seeds
+
+
+def analyse_contrasts(params: Params, root: Path, results: dict) -> list[dict]:
+    """The study's declared contrasts (arm or family vs arm, family or `none`) on every target, and its
+    interactions (a contrast on one target minus the same contrast on another), each as the run-level t test over
+    seeds. Same-data controls of a target (measured or declared) are left out of its families: a control is never
+    pooled. Holm over the study's declared contrasts is applied by `analyse_study`."""
+    study = study_of(params)
+    scores = {t: _scores_by_run(params, t, root) for t in results}
+
+    def groups(c, t):
+        """The contrast's two sides on target t, a family's same-data controls left out (an arm named on its own
+        stays: its row says it is a control)."""
+        controls = {a for a, x in results[t]["arms"].items() if x.get("control")}
+        pick = lambda g: [m for m in study.members(g) if m not in controls or g == m]
+        return pick(c.a), pick(c.b), sorted(controls & set(study.members(c.a) + study.members(c.b)))
+
+    rows = []
+    for c in study.contrasts:
+        for t in results:
+            a, b, left_out = groups(c, t)
+            if not a or not b:
+                rows.append({"contrast": f"{c.a} vs {c.b}", "target": t, "kind": "contrast", "p": None,
+                             "delta": None, "why": f"no arm left after removing same-data controls {left_out}"})
+                continue
+            got = _group_gains(params, scores[t], a, b)
+            if got is None:
+                continue
+            g, langs, seeds = got
+            rows.append({"contrast": f"{c.a} vs {c.b}", "target": t, "kind": "contrast", "a": a, "b": b,
+                         "controls_left_out": [x for x in left_out if x not in a + b],
+                         "control": [x for x in left_out if x in a + b], **C.run_level_test(g), "languages": langs})
+    for c in study.interactions:
+        per_target = []
+        for t in c.targets:
+            a, b, left_out = groups(c, t)
+            got = _group_gains(params, scores[t], a, b) if a and b else None
+            per_target.append((t, a, b, left_out, got))
+        if any(x[4] is None for x in per_target):
+            rows.append({"contrast": f"({c.a} vs {c.b}) x ({' vs '.join(c.targets)})", "target": "+".join(c.targets),
+                         "kind": "interaction", "p": None, "delta": None,
+                         "why": "a target has no comparable arms or seeds"})
+            continue
+        seeds = sorted(set(per_target[0][4][2]) & set(per_target[1][4][2]))
+        d = [np.array([g.mean(axis=0)[ss.index(s)] for s in seeds]) for *_, (g, _, ss) in per_target]
+        r = C.run_level_test((d[0] - d[1])[None, :])
+        rows.append({"contrast": f"({c.a} vs {c.b}) x ({' vs '.join(c.targets)})", "target": "+".join(c.targets),
+                     "kind": "interaction", "a": per_target[0][1], "b": per_target[0][2],
+                     "controls_left_out": sorted({x for p in per_target for x in p[3]}),
+                     **{**r, "n_languages": sum(len(p[4][1]) for p in per_target)},
+                     "per_target": {p[0]: float(p[4][0].mean()) for p in per_target},
+                     "inference": "over training randomness: does the contrast differ between the two targets "
+                                  "(each averaged over its own zero-shot languages)?"})
+    return rows
+
+
 def load_controls(path: str | Path | None) -> dict[str, dict]:
     """{target: {arm: control}} from the overlap stage's file (results/overlap/<study>.json); {} without one."""
     if path is None or not Path(path).is_file():
@@ -245,15 +331,19 @@ def load_controls(path: str | Path | None) -> dict[str, dict]:
     return data.get("controls", {})
 
 
-def analyse_study(params: Params, root: str | Path = "results/runs", out_root: str | Path = "results/stats",
+def analyse_study(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None,
                   n_resamples: int | None = None, seed: int | None = None,
-                  metrics_file: str | Path = "results/metrics/stats.json",
-                  overlap_file: str | Path | None = None) -> dict:
+                  metrics_file: str | Path | None = None, overlap_file: str | Path | None = None) -> dict:
+    """Every target of the study; outputs to `out_dir` (default: the study's layout, results/stats/<study>/ for
+    the root study, results/<name>/stats/ for pipelines/<name>/)."""
     study, cfg = study_of(params), params.stats
     n_resamples = cfg.resamples if n_resamples is None else n_resamples
     seed = cfg.seed if seed is None else seed
     name = params.tracking.experiment
-    out_dir = Path(out_root) / name
+    L = layout(params)
+    root = L.runs if root is None else root
+    out_dir = Path(L.stats_dir if out_dir is None else out_dir)
+    metrics_file = L.metrics_dir / "stats.json" if metrics_file is None else metrics_file
     controls = load_controls(overlap_file)
     results = {t: analyse_target(params, t, Path(root), n_resamples, seed, controls.get(t))
                for t in study.targets + study.retrieval if (Path(root) / t).is_dir()}
@@ -269,6 +359,19 @@ def analyse_study(params: Params, root: str | Path = "results/runs", out_root: s
         for r in results.values():
             r["design"] = design_power(r["arms"], cfg.alpha, size)
     claims = claim_rows(results, cfg.alpha)
+    contrasts = analyse_contrasts(params, Path(root), results)
+    tested = [c for c in contrasts if c.get("p") is not None]
+    for c, q in zip(tested, C.adjust([c["p"] for c in tested], "holm")):
+        c.update(p_adjusted=float(q), adjustment=f"holm over the study's {len(tested)} declared contrasts",
+                 significant=bool(q <= cfg.alpha))
+    if contrasts:
+        write_json(out_dir / "contrasts.json", contrasts)
+        with atomic_file(out_dir / "contrasts.csv") as fh:
+            keys = ["contrast", "target", "kind", "delta", "ci_low", "ci_high", "p", "p_adjusted", "significant",
+                    "n_languages", "n_seeds", "min_permutation_p", "controls_left_out", "why"]
+            w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(contrasts)
     per_lang = []
     for t, r in results.items():
         for a, x in r["arms"].items():
@@ -290,4 +393,5 @@ def analyse_study(params: Params, root: str | Path = "results/runs", out_root: s
         f"{c['target']}/{c['arm']}": {k: c[k] for k in ("delta", "ci_low", "ci_high", "p", "p_adjusted")}
         for c in claims}})
     return {"study": name, "out_dir": str(out_dir), "targets": results, "claims": claims, "per_language": per_lang,
+            "contrasts": contrasts,
             "family": cfg.family, "alpha": cfg.alpha, "resamples": n_resamples, "seed": seed}

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_json
 from ..config import Params, TrainConfig
 from ..data.features import Encoded, encode, encode_mlm, mlm_texts
-from ..data.prepare import load_meta, load_split
+from ..data.prepare import load_meta, load_split, reference_records
 from ..errors import XstiltsError
 from ..evaluation.predict import predict, primary, score
 from ..models.multitask import HeadSpec, MultiTaskModel, set_trainable
@@ -53,19 +53,33 @@ def _seed_for(*parts) -> int:
     return int(hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
-def load_phase_tasks(names: list[str], params: Params, tok, cfg: TrainConfig) -> list[PhaseTask]:
+def task_names_of(tasks) -> list[str]:
+    """The distinct task names of a phase's task list (names or task references), in order."""
+    from ..config import as_ref
+
+    return list(dict.fromkeys(as_ref(t).task for t in tasks))
+
+
+def load_phase_tasks(tasks, params: Params, tok, cfg: TrainConfig) -> list[PhaseTask]:
+    """One PhaseTask per distinct task of the phase: the records of all its references together (one head), the
+    task's English dev for selection (the zero-shot protocol selects on English only)."""
+    from ..config import as_ref
+
+    refs = [as_ref(t) for t in tasks]
     out = []
-    for name in names:
+    for name in task_names_of(refs):
         spec = get_task(name)
         if spec.format in ("retrieval", "bitext"):
             raise XstiltsError(f"task {name!r} ({spec.format}) has no training phase: retrieval tasks evaluate "
                                f"the encoder directly (`xstilts retrieval`)")
         meta = load_meta(params.data.prepared_dir, name)
         labels = meta["labels"]
+        train_recs = [r for ref in refs if ref.task == name for r in reference_records(ref, params.data.prepared_dir)]
+        if not train_recs:
+            raise XstiltsError(f"task {name!r}: its references select no training examples")
+        train = encode(spec.format, train_recs, tok, cfg.max_length, labels, train=True, doc_stride=cfg.doc_stride)
         # the registry's train language: English, except the legal and in-language tasks (de, pt)
         (lang,) = meta["languages"]["train"]
-        train_recs = load_split(params.data.prepared_dir, name, "train", lang)
-        train = encode(spec.format, train_recs, tok, cfg.max_length, labels, train=True, doc_stride=cfg.doc_stride)
         dev_recs = None
         dev = None
         if lang in meta["languages"].get("dev", []):
@@ -166,12 +180,13 @@ def train_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir
     dropped (the study's phase 3 without `keep_target_models`, tuning trials); such a run never counts as done."""
     from transformers import AutoModel
 
+    from ..config import as_ref
     from ..models.tokenizer import load_tokenizer
 
     out_dir, init_dir = Path(out_dir), Path(init_dir)
     if not (init_dir / "config.json").is_file():
         raise XstiltsError(f"initial model {init_dir} not found (expected a Hugging Face folder with config.json)")
-    cfg = cfg or params.active.training.resolve(phase, task_names)
+    cfg = cfg or params.active.training.resolve(phase, task_names_of(task_names))
     fp = fingerprint(task_names, phase, init_dir, seed, cfg, params)
     done = finished_run(out_dir, fp)
     if done:
@@ -251,7 +266,7 @@ def train_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir
         return [feats[i] for i in b]
 
     names, weights = list(probs), [probs[n] for n in probs]
-    bar = tqdm(total=total, initial=state["step"], desc=f"{phase} {'+'.join(task_names)} seed {seed}",
+    bar = tqdm(total=total, initial=state["step"], desc=f"{phase} {'+'.join(task_names_of(task_names))} seed {seed}",
                disable=not progress)
     steps_this_process = 0
     with open(history_path, "a", encoding="utf-8") as hist:
@@ -311,7 +326,9 @@ def train_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir
     model.save(out_dir, tok, weights=save_weights)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics = {
-        "phase": phase, "tasks": task_names, "seed": seed, "init": str(init_dir), "fingerprint": fp,
+        "phase": phase, "tasks": [as_ref(t).key() for t in task_names], "seed": seed, "init": str(init_dir),
+        "fingerprint": fp, "train_examples": {t.name: len(t.train.examples) for t in tasks},
+        "train_sequences": {t.name: len(t.train.features) for t in tasks},
         "stand_ins": {t.name: t.spec.stand_in for t in tasks if t.spec.stand_in},
         "config": cfg.model_dump(), "steps": state["step"], "total_steps": total,
         "stopped_early": state["stopped_early"], "best_step": state["best_step"], "dev_objective": state["best"],
@@ -328,10 +345,14 @@ def train_phase(task_names: list[str], phase: str, init_dir: str | Path, out_dir
 
 
 def fingerprint(task_names, phase, init_dir: Path, seed: int, cfg: TrainConfig, params: Params) -> str:
-    """What determines a run's result: tasks, phase, initial weights, seed, recipe and the prepared data."""
+    """What determines a run's result: tasks (names, or task references with their split, languages and draws),
+    phase, initial weights, seed, recipe and the prepared data. A plain task name hashes as before references
+    existed, so earlier runs keep their fingerprints."""
+    from ..config import as_ref
+
     h = hashlib.sha256()
-    h.update(json.dumps({"tasks": task_names, "phase": phase, "seed": seed, "cfg": cfg.model_dump(),
-                         "profile": params.profile}, sort_keys=True).encode())
+    h.update(json.dumps({"tasks": [as_ref(t).key() for t in task_names], "phase": phase, "seed": seed,
+                         "cfg": cfg.model_dump(), "profile": params.profile}, sort_keys=True).encode())
     for f in ("config.json", "model.safetensors"):  # the initial weights: size + first and last MiB (cheap)
         p = init_dir / f
         if p.is_file():
@@ -340,7 +361,7 @@ def fingerprint(task_names, phase, init_dir: Path, seed: int, cfg: TrainConfig, 
                 h.update(f"{f}:{size}".encode() + fh.read(1 << 20))
                 fh.seek(max(0, size - (1 << 20)))
                 h.update(fh.read())
-    for t in task_names:
+    for t in task_names_of(task_names):
         meta = Path(params.data.prepared_dir) / t / "meta.json"
         if meta.is_file():
             h.update(meta.read_bytes())

@@ -234,14 +234,18 @@ def answers(params: Params, stats: dict) -> list[str]:
                          f"(largest: {max(cs, key=lambda c: c['delta'])['arm']} "
                          f"{max(c['delta'] for c in cs):+.2f}).")
             continue
+        transfer = [c for c in cs if not c["control"]]
         if claims:
             txt = "; ".join(_claim_text(c) for c in claims)
-            word = "gain" if all(c["delta"] > 0 for c in claims) else "effect"
+            word = "gain" if all(c["delta"] > 0 for c in claims) else (
+                "loss" if all(c["delta"] < 0 for c in claims) else "effect")
             lines.append(f"{head}: significant {word} over training randomness — {txt}.")
+        elif transfer:
+            best = max(transfer, key=lambda c: c["delta"])
+            lines.append(f"{head}: no transfer arm differs from the baseline after Holm (largest Δ {best['arm']} "
+                         f"{best['delta']:+.2f} {_ci(best)}" + (", controls aside" if controls else "") + ").")
         else:
-            best = max(cs, key=lambda c: c["delta"])
-            lines.append(f"{head}: no arm differs from the baseline after Holm (largest Δ {best['arm']} "
-                         f"{best['delta']:+.2f} {_ci(best)}).")
+            lines.append(f"{head}: every arm is a control here; no transfer comparison.")
         for c in controls:
             lines.append(f"  - {t}/{c['arm']}: Δ {c['delta']:+.2f} {_ci(c)} is a **{c['control']}** "
                          f"({(st['arms'][c['arm']].get('control') or {}).get('why', '')}), not a transfer gain.")

@@ -421,7 +421,7 @@ def render(params: Params, stats: dict, seeds_avg: dict, claims: list[dict], for
         body = [[r["arm"]] + [fmt(r[t]) + (f" ({r['choice'][t]})" if r["arm"] == "best on English dev" else "")
                               for t in targets] + [fmt(r["aggregate"])] for r in xrows]
         paper = [PAPER_XLMR.get(t) for t in targets]
-        body.append(["paper: XLM-R Large (test)"] + [_fmt(v) for v in paper]
+        body.append(["paper: XLM-R Large (test; mean of these tasks)"] + [_fmt(v) for v in paper]
                     + [_fmt(float(np.mean(paper))) if all(v is not None for v in paper) else "–"])
         L += _md_table(["arm"] + targets + ["aggregate"], body)
         by = {r["arm"]: r for r in xrows}
@@ -469,9 +469,12 @@ def render(params: Params, stats: dict, seeds_avg: dict, claims: list[dict], for
 
 def caveats(params: Params, stats: dict, seeds_avg: dict) -> list[str]:
     prof = params.active
-    out = [f"Scale: profile `{params.profile}` trains on at most {prof.caps.train} English examples per phase "
-           f"(caps per task in params.yaml) with base model `{prof.model.source}`; absolute scores are far below "
-           "the paper's and effects of this size are what a small, fast study can show, not the paper's numbers.",
+    study = study_of(params)
+    wider = {t: c.train for t in study.targets for t, c in [(t, params.caps_for(t))] if c.train != prof.caps.train}
+    out = [f"Scale: profile `{params.profile}` trains on at most {prof.caps.train} English examples per phase"
+           + (" (" + ", ".join(f"{t}: {n}" for t, n in wider.items()) + ")" if wider else "")
+           + f" with base model `{prof.model.source}`; absolute scores are far below the paper's and effects of "
+           "this size are what a small, fast study can show, not the paper's numbers.",
            "Stand-in data (table above) replace several of the paper's intermediate and target datasets; "
            "a gain measured on a stand-in is a gain of that stand-in.",
            f"Holm's family is {'each target' if params.stats.family == 'target' else 'the whole study'} "

@@ -196,8 +196,11 @@ def analyse_target(params: Params, target: str, root: Path, n_resamples: int, se
     out["baseline_dev"] = dev[BASELINE]
     family = len(out["arms"]) if params.stats.family == "target" else None
     out["design"] = design_power(out["arms"], params.stats.alpha, family or len(out["arms"]))
-    out["selection"] = C.select_on_dev({a: d for a, d in dev.items() if d is not None},
-                                       {a: r["claim"] for a, r in out["arms"].items()})
+    # a same-data control is never "the best intermediate task": it repeats the target's own training data
+    controls = [a for a, r in out["arms"].items() if r.get("control")]
+    out["selection"] = C.select_on_dev({a: d for a, d in dev.items() if d is not None and a not in controls},
+                                       {a: r["claim"] for a, r in out["arms"].items() if a not in controls})
+    out["selection"]["controls_excluded"] = controls
     return out
 
 

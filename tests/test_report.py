@@ -71,7 +71,7 @@ def test_design_tables_and_links(report):
         assert (out / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
     assert re.search(r"\| xnli \| good \| \+1\d\.\d\d \|.*\*", page)
     assert re.search(r"\| xnli \| same \| .*\| same-data control \|", page)
-    assert "Stand-ins" in page and "SICK" in page and "paper: XLM-R Large (test)" in page
+    assert "Stand-ins" in page and "SICK" in page and "paper: XLM-R Large (test; mean of these tasks)" in page
 
 
 def test_dvc_plot_tables_and_the_xtreme_summary(report):

@@ -364,6 +364,9 @@ def cmd_tune(args) -> None:
     work = args.work or f"{args.out}.trials"
     r = tune(args.phase, args.tasks, args.init, args.out, params, work, tracker=_tracker(params),
              progress=not args.quiet, arm=args.arm)
+    from .training.runner import task_names_of
+
+    args.tasks = task_names_of(args.tasks)
     if r["tuned"]:
         print(f"tuned {args.phase} {'+'.join(args.tasks)}: learning_rate {r['learning_rate']:.2e}, epochs "
               f"{r['epochs']} (English dev {r['dev_objective']:.2f}; {r['n_complete']} complete, "

@@ -115,6 +115,7 @@ class Training(Strict):
     def pinned(self, phase: str, tasks: list[str], arm: str | None = None) -> list[str]:
         """The tunable keys (learning rate, epochs) set explicitly in the arm's entry (intermediate phase of an arm)
         or the task's entry (single-task phase): the tuning keeps their resolved values and searches only the rest."""
+        tasks = [t if isinstance(t, str) else t.task for t in tasks]  # names of task references
         if arm is not None and phase == "intermediate":
             entry = self.arms.get(arm, {})
         else:
@@ -124,6 +125,7 @@ class Training(Strict):
     def resolve(self, phase: str, tasks: list[str], arm: str | None = None) -> TrainConfig:
         if phase not in ("intermediate", "target"):
             raise ConfigError(f"unknown phase {phase!r}; expected one of: intermediate, target")
+        tasks = [t if isinstance(t, str) else t.task for t in tasks]  # names of task references
         merged = {**self.defaults.model_dump(), **getattr(self, phase)}
         if arm is not None and phase == "intermediate":
             merged.update(self.arms.get(arm, {}))

@@ -38,10 +38,14 @@ def storage_for(root: str | Path, parallel: bool):
     return optuna.storages.RDBStorage(f"sqlite:///{root / 'optuna.db'}")
 
 
-def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Path, params: Params,
+def tune(phase: str, tasks: list, init_dir: str | Path, out_file: str | Path, params: Params,
          work_dir: str | Path, tracker=None, progress: bool = False, arm: str | None = None) -> dict:
+    """tasks: names or task references (a study arm's); trials train on exactly those references."""
     import optuna
 
+    from ..training.runner import task_names_of
+
+    refs, tasks = tasks, task_names_of(tasks)
     space = params.active.tuning
     base_cfg = params.active.training.resolve(phase, tasks, arm)
     pinned = params.active.training.pinned(phase, tasks, arm)
@@ -53,7 +57,7 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
         write_trials(trials_file(out_file), [])
         return result
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    key = study_key(phase, tasks, init_dir, base_cfg, space, params, searched)
+    key = study_key(phase, refs, init_dir, base_cfg, space, params, searched)
     name = f"{params.tracking.experiment}:{phase}:{'+'.join(tasks)}:{key}"
     study = optuna.create_study(
         study_name=name, storage=storage_for(space.storage_dir, space.n_jobs > 1), direction="maximize",
@@ -95,7 +99,7 @@ def tune(phase: str, tasks: list[str], init_dir: str | Path, out_file: str | Pat
             if run is not None:
                 run.params(values)
             try:
-                m = run_phase(tasks, phase, init_dir, trial_dir, space.seed, params, cfg, progress=progress,
+                m = run_phase(refs, phase, init_dir, trial_dir, space.seed, params, cfg, progress=progress,
                               log=report, save_weights=False)  # only its dev score counts
             except optuna.TrialPruned as e:  # a pruned trial ended as planned: its MLflow run is not FAILED
                 pruned = e

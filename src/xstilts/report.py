@@ -267,7 +267,7 @@ def paper_table(params: Params, contrasts: list[dict], alpha: float) -> list[str
 def arm_sizes(params: Params) -> list[list[str]]:
     """Per arm: its task references, the realised training examples and optimizer steps of its intermediate phase
     (mean over seeds, from the runs' train_metrics.json) and the languages it trained on (seen, not zero-shot)."""
-    from .study import arm_refs, seen_languages
+    from .study import _ref_size, arm_refs, seen_languages
 
     study, L = study_of(params), layout(params)
     rows = []
@@ -278,6 +278,11 @@ def arm_sizes(params: Params) -> list[list[str]]:
         runs = [json.loads(f.read_text()) for s in study.seeds
                 if (f := L.intermediate_dir(arm, s) / "train_metrics.json").is_file()]
         ex = [sum((m.get("train_examples") or {}).values()) for m in runs if m.get("train_examples")]
+        if runs and not ex:  # runs from before sizes were recorded: the prepared data they trained on
+            try:
+                ex = [sum(_ref_size(params, r) for r in arm_refs(params, arm))]
+            except XstiltsError:
+                ex = []
         steps = [m["steps"] for m in runs if "steps" in m]
         try:
             refs = ", ".join(r.label() for r in arm_refs(params, arm))

@@ -391,10 +391,14 @@ def _evaluate(args, params, model=None) -> None:
     tags = _tags(args, params, phase="evaluate", target=args.task)
     with _tracker(params).run(f"evaluate:{args.task}", tags) as run:
         out = evaluate_model(args.model, args.task, params, args.out, args.languages, progress=not args.quiet,
-                             model=model)
+                             model=model, head=getattr(args, "head", None))
         if run:
             run.tags({"seed": out["train"]["seed"], "intermediate_init": out["train"]["init"]})
             _log_eval(run, out, Path(args.out), ("predictions", "xtreme", "metrics.json", "config.json"))
+    if out.get("label_mapping"):
+        cov = [m["coverage"] for m in out["label_mapping"].values() if m["coverage"] is not None]
+        print(f"{args.task}: scored by the {out['scored_by']} head; gold labels kept by the mapping: "
+              f"{min(cov):.1%}-{max(cov):.1%} per split and language" if cov else "")
     for role, avg in out["averages"].items():
         zs = f"{avg['zero_shot']:.2f}" if avg["zero_shot"] is not None else "-"
         print(f"{args.task} {role}: {out['primary']} mean {avg['all']:.2f} over {avg['n_languages']} languages "
@@ -542,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--task", required=True)
     ev.add_argument("--out", required=True)
     ev.add_argument("--languages", nargs="*", help="restrict to these languages")
+    ev.add_argument("--head", default=None, help="score with this trained task's head (an evaluation-only task "
+                                                 "names the heads that may score it: `scored_by` in the registry)")
     ev.add_argument("--tag", nargs="*", metavar="KEY=VALUE", help="extra MLflow tags (arm=sick, stage=...)")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)

@@ -72,6 +72,12 @@ def resolve_languages(task: TaskSpec, source, restrict: list[str] | None) -> dic
         for l in restrict:
             if l not in available:
                 raise unknown(f"language for task {task.name!r}", l, available)
+        dropped = sorted({l for role, ls in langs.items() if role not in ENGLISH_ROLES for l in ls} - set(restrict))
+        if dropped:  # said once, here: the profile's language list leaves these files out
+            import sys
+
+            print(f"prepare {task.name}: the profile's language list leaves out {len(dropped)} language(s) the "
+                  f"data has: {', '.join(dropped)}", file=sys.stderr)
         langs = {role: ls if role in ENGLISH_ROLES else [l for l in ls if l in restrict] for role, ls in langs.items()}
     return langs
 

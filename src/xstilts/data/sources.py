@@ -39,6 +39,17 @@ def apply_holdout(records: Iterable[dict], holdout) -> list[dict]:
     return [r for r in records if in_holdout(r[holdout.group_by], holdout.fraction) == want_heldout]
 
 
+def map_labels(record: dict, mapping: dict[str, str], default: str | None = None) -> dict:
+    """A record with its `label` or `tags` renamed by `mapping`; values missing from it stay (or become `default`)."""
+    get = (lambda v: mapping.get(v, v)) if default is None else (lambda v: mapping.get(v, default))
+    out = dict(record)
+    if "tags" in out:
+        out["tags"] = [get(t) for t in out["tags"]]
+    elif "label" in out and isinstance(out["label"], str):
+        out["label"] = get(out["label"])
+    return out
+
+
 def _require_split(task: TaskSpec, source: str, role: str):
     splits = task.splits(source)
     if role not in splits:
@@ -98,6 +109,15 @@ class LocalSource:
         for field, parts in split.concat.items():
             for r in records:
                 r[field] = " ".join(r.pop(p) for p in parts)
+        if split.filter:  # one file, several languages (or other slices): keep this language's rows
+            want = {k: v.replace("{lang}", lang) for k, v in split.filter.items()}
+            missing = [k for k in want if records and k not in records[0]]
+            if missing:
+                raise XstiltsError(f"task {task.name!r}, split {role!r}: filter field(s) {missing} not in the rows "
+                                   f"of {rel}; fields: {', '.join(k for k in records[0] if not k.startswith('_'))}")
+            records = [r for r in records if all(str(r.get(k)) == v for k, v in want.items())]
+        if split.label_map:
+            records = [map_labels(r, split.label_map) for r in records]
         records = apply_holdout(records, split.holdout)
         return SplitData(records, count, rel, {**_file_counts(task.format, path, rel, records, count), **extra_files})
 

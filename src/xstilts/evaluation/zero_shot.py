@@ -40,10 +40,55 @@ def evaluation_code_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def scoring_head(task: str, trained: list[str], head: str | None = None) -> tuple[str, dict[str, str] | None]:
+    """Which trained task's head scores `task`, and the label mapping into its labels (None: its own head).
+    An evaluation-only task names the heads that may score it, with their mappings, in its registry entry
+    (`scored_by`); `head` picks one when the model has several."""
+    if task in trained and head in (None, task):
+        return task, None
+    spec = get_task(task)
+    options = [t for t in trained if t in spec.scored_by and (head is None or t == head)]
+    if not options:
+        raise XstiltsError(f"the model was trained on {trained}, not on {task!r}; {task!r} can be scored by the head "
+                           f"of: {', '.join(spec.scored_by) or 'none (no `scored_by` in its registry entry)'}")
+    other = get_task(options[0])
+    if other.format != spec.format:
+        raise XstiltsError(f"{task!r} ({spec.format}) cannot be scored by the {other.format} head of {options[0]!r}")
+    return options[0], spec.scored_by[options[0]]
+
+
+def map_to_head(records: list[dict], mapping: dict[str, str], head_labels: list[str] | None) -> tuple[list, dict]:
+    """Gold labels of an evaluation-only task in the scoring head's label space: tags missing from the mapping and
+    from the head become O; a classification label with no place in the head is an error. Also the mapping's
+    coverage: the share of gold non-O tags (or labels) that keep a non-O label."""
+    from ..data.sources import map_labels
+
+    labels = set(head_labels or [])
+    out, kept, total = [], 0, 0
+    for r in records:
+        if "tags" in r:
+            m = map_labels(r, {t: mapping.get(t, t if t in labels else "O") for t in r["tags"]})
+            total += sum(t != "O" for t in r["tags"])
+            kept += sum(a != "O" and b != "O" for a, b in zip(r["tags"], m["tags"]))
+        elif isinstance(r.get("label"), str):
+            m = map_labels(r, mapping)
+            if labels and m["label"] not in labels:
+                raise XstiltsError(f"label {r['label']!r} maps to {m['label']!r}, not a label of the scoring head "
+                                   f"({sorted(labels)}): extend the task's `scored_by` mapping")
+            total, kept = total + 1, kept + 1
+        else:
+            m = r
+        out.append(m)
+    return out, {"mapping": mapping, "gold_kept": kept, "gold_total": total,
+                 "coverage": kept / total if total else None}
+
+
 def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: str | Path,
-                   languages: list[str] | None = None, progress: bool = True, model=None) -> dict:
+                   languages: list[str] | None = None, progress: bool = True, model=None,
+                   head: str | None = None) -> dict:
     """Every evaluation split of `task` by the phase-3 run in `model_dir`; `model` is that run's model already in
-    memory (its weights were not written), otherwise the weights are loaded from `model_dir`."""
+    memory (its weights were not written), otherwise the weights are loaded from `model_dir`. A task the model was
+    not trained on is scored by the head its registry entry names (`scored_by`), its labels mapped."""
     from ..models.tokenizer import load_tokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -51,17 +96,18 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
     if not done.is_file():
         raise XstiltsError(f"{model_dir} is not a finished training run ({done.name} missing)")
     train = json.loads(done.read_text())
-    if task not in train["tasks"]:
-        raise XstiltsError(f"{model_dir} was trained on {train['tasks']}, not on {task!r}")
+    trained = [t if isinstance(t, str) else t["task"] for t in train["tasks"]]
     spec = get_task(task)
+    head_task, mapping = scoring_head(task, trained, head)
     cfg = train["config"]
     meta = load_meta(params.data.prepared_dir, task)
     tok = load_tokenizer(model_dir / "encoder")
     if model is None:
         model = MultiTaskModel.load(model_dir)
     model.precision = cfg.get("precision", "fp32")
-    head = model.head_for(task)
+    head = model.head_for(head_task)
     label_names = model.specs[head].label_names
+    mapped: dict = {}
     key = primary(spec.metric)
 
     evaluable = sorted({l for r in EVAL_ROLES for l in meta["languages"].get(r, [])})
@@ -78,6 +124,8 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
             langs = [l for l in langs if l in languages]
         for lang in langs:
             records = load_split(params.data.prepared_dir, task, role, lang)
+            if mapping is not None:
+                records, mapped[f"{role}/{lang}"] = map_to_head(records, mapping, label_names)
             enc = encode(spec.format, records, tok, cfg["max_length"], label_names, train=False,
                          doc_stride=cfg["doc_stride"])
             preds, t = predict(model, head, enc, cfg["eval_batch_size"], tok.pad_token_id, cfg["max_answer_length"],
@@ -107,6 +155,7 @@ def evaluate_model(model_dir: str | Path, task: str, params: Params, out_dir: st
         "train": {k: train.get(k) for k in ("phase", "tasks", "seed", "init", "dev", "best_step", "steps",
                                             "fingerprint")},
         "eval_code": evaluation_code_hash(),
+        "scored_by": head_task, "label_mapping": mapped or None,
         "splits": results, "averages": averages,
         "timing": {**timing, "examples_per_s": timing["examples"] / timing["seconds"] if timing["seconds"] else None,
                    "tokens_per_s": timing["tokens"] / timing["seconds"] if timing["seconds"] else None,

@@ -58,6 +58,9 @@ class LocalSplit(_Strict):
     reader: str
     options: dict = {}
     languages: list[str] | None = None
+    filter: dict[str, str] = Field({}, description="keep rows whose field equals the value (`{lang}`: the language "
+                                                   "read): one file holding several languages")
+    label_map: dict[str, str] = Field({}, description="labels (or tags) renamed as they are read")
     exclude_languages: list[str] = []
     holdout: Holdout | None = None
     ids: IdFilter | None = None
@@ -83,6 +86,10 @@ class TaskSpec(_Strict):
     xtreme: str | None = None
     labels: list[str] | None = None
     stand_in: str = ""
+    scored_by: dict[str, dict[str, str]] = Field(
+        {}, description="trained task -> label mapping: that task's head may score this task (evaluation-only, "
+                        "e.g. legal NER by a PAN-X head); labels missing from the mapping and from the head become "
+                        "O for tagging")
     local: dict[str, LocalSplit] = {}
     hub: dict[str, HubSplit] = {}
 
@@ -90,9 +97,33 @@ class TaskSpec(_Strict):
         return self.local if source == "local" else self.hub
 
 
-@functools.cache
+EXTRA_ENV = "XSTILTS_EXTRA_TASKS"  # more registry files (os.pathsep-separated): a new dataset is an entry, not code
+
+
+def _files() -> list[Path]:
+    import os
+
+    extra = [Path(p) for p in os.environ.get(EXTRA_ENV, "").split(os.pathsep) if p]
+    missing = [str(p) for p in extra if not p.is_file()]
+    if missing:
+        raise ConfigError(f"{EXTRA_ENV}: registry file(s) not found: {', '.join(missing)}")
+    return [REGISTRY_FILE, *extra]
+
+
 def _load() -> dict[str, TaskSpec]:
-    raw = yaml.safe_load(REGISTRY_FILE.read_text(encoding="utf-8"))
+    return _load_files(tuple(str(f) for f in _files()))
+
+
+@functools.cache
+def _load_files(files: tuple[str, ...]) -> dict[str, TaskSpec]:
+    raw = {}
+    for f in files:
+        body = yaml.safe_load(Path(f).read_text(encoding="utf-8")) or {}
+        clash = sorted(k for k in body if k in raw and not k.startswith("_"))
+        if clash:
+            raise ConfigError(f"{f}: task(s) {clash} already in the registry; give them other names")
+        raw.update(body)
+    REGISTRY = ", ".join(files)
     specs = {}
     for name, body in raw.items():
         if name.startswith("_"):  # YAML anchors only
@@ -100,14 +131,14 @@ def _load() -> dict[str, TaskSpec]:
         try:
             spec = TaskSpec.model_validate({"name": name, **body})
         except ValidationError as e:
-            raise ConfigError(f"{REGISTRY_FILE}: task {name!r}: {e}") from None
+            raise ConfigError(f"{REGISTRY}: task {name!r}: {e}") from None
         for source in ("local", "hub"):
             for role in spec.splits(source):
                 if role not in SPLIT_ROLES:
-                    raise ConfigError(f"{REGISTRY_FILE}: task {name!r}: unknown split role {role!r}; "
+                    raise ConfigError(f"{REGISTRY}: task {name!r}: unknown split role {role!r}; "
                                       f"expected one of: {', '.join(SPLIT_ROLES)}")
         if spec.metric not in METRICS:
-            raise ConfigError(f"{REGISTRY_FILE}: task {name!r}: unknown metric {spec.metric!r}; "
+            raise ConfigError(f"{REGISTRY}: task {name!r}: unknown metric {spec.metric!r}; "
                               f"expected one of: {', '.join(METRICS)}")
         specs[name] = spec
     return specs

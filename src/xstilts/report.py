@@ -551,7 +551,7 @@ def render(params: Params, stats: dict, seeds_avg: dict, claims: list[dict], for
                         "arm sentences in target", "target sentences in arm", f"target sentences sharing a "
                         f"{overlap['ngram']}-gram"], rows) if rows else ["No overlap found."]
         L += ["", f"The other {zero} arm-task x target-split pairs share no normalised sentence and no "
-              f"{overlap['ngram']}-gram (`results/overlap/{params.tracking.experiment}.csv` has every pair). "
+              f"{overlap['ngram']}-gram (`{layout(params).overlap_file.with_suffix('.csv')}` has every pair). "
               "Sentences: NFKC, case-folded, word characters only.", ""]
     L += ["## Per-language gains", ""]
     for t in forests:
